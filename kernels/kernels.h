@@ -1,0 +1,161 @@
+// kernels.h — the backend-neutral compute API of modrwkv.
+//
+// Contract (DESIGN.md, "The kernel API"):
+// - The model is written once against the table `KernelOps`; each backend (cpu/, later cuda/) fills it.
+// - Operations take buffers the caller allocated through the backend (be->alloc) and shapes; they never
+//   allocate, never open files and know nothing of models, ranks or names.
+// - Layout is row-major and contiguous. Activations are (B, T, C) with C fastest; (N, C) means N rows.
+// - Gradient convention (as llm.c): gradients of PARAMETERS always accumulate (+=). Gradients of
+//   ACTIVATIONS are written (=) unless the comment of the op says "+=" (the residual stream).
+// - Results are deterministic for a fixed backend configuration (thread count): reductions over rows
+//   are done in a fixed order, never with racy atomics.
+// - CPU backend: fp32 everywhere, OpenBLAS sgemm, OpenMP threads.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Backend Backend;
+
+typedef struct KernelOps {
+    // ---------------------------------------------------------------- dense algebra
+    // C(M,N) = alpha * op(A) @ op(B) + beta * C, op(A) is (M,K), op(B) is (K,N); row-major with
+    // leading dimensions lda/ldb/ldc; trans != 0 means the stored matrix is the transpose.
+    void (*gemm)(Backend* be, int transA, int transB, int M, int N, int K, float alpha,
+                 const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+    // ---------------------------------------------------------------- normalisation
+    // LayerNorm over the last dimension, biased variance. out, inp: (N, C); mean, rstd: (N) saved.
+    void (*layernorm_forward)(Backend* be, float* out, float* mean, float* rstd, const float* inp,
+                              const float* weight, const float* bias, int N, int C, float eps);
+    // dinp += ...; dweight += ...; dbias += ... (dweight/dbias may be NULL for a frozen norm).
+    void (*layernorm_backward)(Backend* be, float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const float* mean, const float* rstd,
+                               int N, int C);
+    // GroupNorm: each row of C channels is G contiguous groups of C/G; statistics per (row, group).
+    // out, inp: (N, C); mean, rstd: (N, G).
+    void (*groupnorm_forward)(Backend* be, float* out, float* mean, float* rstd, const float* inp,
+                              const float* weight, const float* bias, int N, int C, int G, float eps);
+    // dinp = ...; dweight += ...; dbias += ...
+    void (*groupnorm_backward)(Backend* be, float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const float* mean, const float* rstd,
+                               int N, int C, int G);
+
+    // ---------------------------------------------------------------- token shift (n-way lerp)
+    // xm[m][b][t][c] = x[b][t][c] + (prev[b][t][c] - x[b][t][c]) * mu[m][c], m < n_mix,
+    // prev[b][t] = x[b][t-1] for t > 0 and x_prev[b] for t == 0 (x_prev NULL: zeros).
+    // x: (B, T, C); x_prev: (B, C) or NULL; mu: (n_mix, C); xm: (n_mix, B, T, C).
+    void (*tokenshift_forward)(Backend* be, float* xm, const float* x, const float* x_prev, const float* mu,
+                               int n_mix, int B, int T, int C);
+    // dx += ...; dmu += ...; dx_prev = ... (may be NULL). dxm: (n_mix, B, T, C).
+    void (*tokenshift_backward)(Backend* be, float* dx, float* dx_prev, float* dmu, const float* dxm,
+                                const float* x, const float* x_prev, const float* mu,
+                                int n_mix, int B, int T, int C);
+
+    // ---------------------------------------------------------------- WKV7 recurrence
+    // Per (b, head h), with S an (N, N) fp32 state (S[i][j]: i value index, j key index):
+    //   sa_i = sum_j a_j S[i][j];  S[i][j] = S[i][j] w_j + sa_i b_j + v_i k_j;  y_i = sum_j S[i][j] r_j
+    // r, w, k, v, a, b, y: (B, T, H, N) with w the multiplicative decay in (0, 1).
+    // s0: (B, H, N, N) initial state or NULL (zeros); sT: (B, H, N, N) final state or NULL.
+    // ckpt: (B, H, n_chunks, N, N) with n_chunks = ceil(T / WKV7_CHUNK): chunk c holds the state
+    // after step min(16c + 15, T - 1); NULL when no backward will follow (inference).
+    void (*wkv7_forward)(Backend* be, float* y, float* sT, float* ckpt, const float* r, const float* w,
+                         const float* k, const float* v, const float* a, const float* b, const float* s0,
+                         int B, int T, int H, int N);
+    // dr, dw, dk, dv, da, db = ... (B, T, H, N); ds0 = dL/ds0 (B, H, N, N) or NULL.
+    // dy: (B, T, H, N); dsT: dL/dsT or NULL (zero). ckpt and s0 as given to the forward.
+    void (*wkv7_backward)(Backend* be, float* dr, float* dw, float* dk, float* dv, float* da, float* db,
+                          float* ds0, const float* dy, const float* dsT, const float* r, const float* w,
+                          const float* k, const float* v, const float* a, const float* b, const float* s0,
+                          const float* ckpt, int B, int T, int H, int N);
+
+    // ---------------------------------------------------------------- elementwise activations (n values)
+    void (*relu2_forward)(Backend* be, float* out, const float* inp, size_t n);        // relu(x)^2
+    void (*relu2_backward)(Backend* be, float* dinp, const float* dout, const float* inp, size_t n);
+    void (*sigmoid_forward)(Backend* be, float* out, const float* inp, size_t n);
+    void (*sigmoid_backward)(Backend* be, float* dinp, const float* dout, const float* out, size_t n);
+    void (*tanh_forward)(Backend* be, float* out, const float* inp, size_t n);
+    void (*tanh_backward)(Backend* be, float* dinp, const float* dout, const float* out, size_t n);
+
+    // ---------------------------------------------------------------- embedding
+    // out (N, C) = table[idx[n]]; idx in [0, V).
+    void (*embedding_forward)(Backend* be, float* out, const int32_t* idx, const float* table, int N, int C);
+    // dtable[idx[n]] += dout[n], deterministic (rows summed in increasing n).
+    void (*embedding_backward)(Backend* be, float* dtable, const float* dout, const int32_t* idx,
+                               int N, int C, int V);
+
+    // ---------------------------------------------------------------- loss
+    // Masked softmax cross-entropy over logits (N, V); targets[n] < 0 means "not trained".
+    // losses[n] = -log softmax(logits[n])[targets[n]] (0 for masked rows). If dlogits != NULL:
+    //   dlogits[n] = dloss * (softmax - onehot(target)) + l2wrap * max_v(logits[n]) * onehot(argmax)
+    // for trained rows and 0 for masked rows (dlogits may alias logits). Never stores probabilities.
+    void (*crossentropy_forward_backward)(Backend* be, float* losses, float* dlogits, const float* logits,
+                                          const int32_t* targets, int N, int V, float dloss, float l2wrap);
+
+    // ---------------------------------------------------------------- optimizer
+    // AdamW (decoupled weight decay, bias-corrected; DeepSpeed FusedAdam adam_w_mode), g = grad*grad_scale:
+    //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+    //   p -= lr * ( (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps) + weight_decay * p ).
+    void (*adamw_update)(Backend* be, float* param, const float* grad, float* m, float* v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay, int step,
+                         float grad_scale);
+    // sum of squares of n values, accumulated in double in a fixed order.
+    double (*sum_squares)(Backend* be, const float* x, size_t n);
+
+    // ---------------------------------------------------------------- plain vector ops (n values)
+    void (*zero)(Backend* be, float* x, size_t n);                               // x = 0
+    void (*copy)(Backend* be, float* dst, const float* src, size_t n);           // dst = src
+    void (*axpy)(Backend* be, float* y, float alpha, const float* x, size_t n);  // y += alpha x
+    void (*mul)(Backend* be, float* out, const float* a, const float* b, size_t n); // out = a b
+
+    // ---------------------------------------------------------------- RWKV-7 TimeMix elementwise ops
+    // All on (N, C) rows (N = B*T tokens) with per-channel vectors (C); heads are C/hs groups of hs.
+    // Decay: d = pre + w0; w = exp(-exp(-0.5) * sigmoid(d)) in (0.545, 1). Saves d for the backward.
+    void (*rwkv7_decay_forward)(Backend* be, float* w, float* d, const float* pre, const float* w0, int N, int C);
+    // dpre = dw * w * (-exp(-0.5)) * s (1 - s), s = sigmoid(d); dw0 += sum over rows of dpre.
+    void (*rwkv7_decay_backward)(Backend* be, float* dpre, float* dw0, const float* dw, const float* w, const float* d,
+                                 int N, int C);
+    // out = sigmoid(inp + bias) (the a and value-residual gates).
+    void (*bias_sigmoid_forward)(Backend* be, float* out, const float* inp, const float* bias, int N, int C);
+    // dinp = dout * out (1 - out); dbias += sum over rows of dinp.
+    void (*bias_sigmoid_backward)(Backend* be, float* dinp, float* dbias, const float* dout, const float* out, int N, int C);
+    // Value residual: v = vp + (vfirst - vp) * gamma.
+    void (*rwkv7_vres_forward)(Backend* be, float* v, const float* vp, const float* vfirst, const float* gamma, size_t n);
+    // dvp = dv (1 - gamma); dvfirst += dv gamma; dgamma = dv (vfirst - vp).
+    void (*rwkv7_vres_backward)(Backend* be, float* dvp, float* dvfirst, float* dgamma, const float* dv, const float* vp,
+                                const float* vfirst, const float* gamma, size_t n);
+    // Key preparation: kk = per-head L2-normalise(k0 * k_k) (norm clamped at 1e-12); kmod = k0 (1 + (a - 1) k_a);
+    // wa = -kk; wb = kk * a (the WKV7 a and b inputs).
+    void (*rwkv7_kprep_forward)(Backend* be, float* kk, float* kmod, float* wa, float* wb, const float* k0, const float* a,
+                                const float* k_k, const float* k_a, int N, int C, int hs);
+    // dk0 = ..., da = ... (from kmod and wb); dk_k += ..., dk_a += ... (sums over rows).
+    void (*rwkv7_kprep_backward)(Backend* be, float* dk0, float* da, float* dk_k, float* dk_a, const float* dkmod,
+                                 const float* dwa, const float* dwb, const float* k0, const float* a, const float* kk,
+                                 const float* k_k, const float* k_a, int N, int C, int hs);
+    // Bonus and gate: z = (n + s_h v) g with s_h = sum_{j in head h} r_j k_j r_k[h][j].  r_k: (C) = (H, hs).
+    void (*rwkv7_bonus_gate_forward)(Backend* be, float* z, const float* n, const float* r, const float* k, const float* v,
+                                     const float* r_k, const float* g, int N, int C, int hs);
+    // Given dz: dg = dz (n + s_h v); dr += ds_h k r_k; dk += ds_h r r_k; dv += dz g s_h; dr_k += sum ds_h r k,
+    // with ds_h = sum_{i in h} dz_i g_i v_i. (dn = dz g is computed with `mul`.)
+    void (*rwkv7_bonus_gate_backward)(Backend* be, float* dg, float* dr, float* dk, float* dv, float* dr_k, const float* dz,
+                                      const float* n, const float* r, const float* k, const float* v, const float* r_k,
+                                      const float* g, int N, int C, int hs);
+
+    // ---------------------------------------------------------------- casts
+    void (*f32_to_bf16)(Backend* be, uint16_t* out, const float* inp, size_t n);  // round to nearest even
+    void (*bf16_to_f32)(Backend* be, float* out, const uint16_t* inp, size_t n);
+} KernelOps;
+
+enum { WKV7_CHUNK = 16 };
+
+struct Backend {
+    const char* name;   // "cpu"
+    int n_threads;      // threads the backend uses for one op
+    KernelOps k;        // the operations
+    // memory (host memory on the CPU backend)
+    void* (*alloc)(Backend* be, size_t bytes);        // zero-filled; exits with a message on failure
+    void (*free)(Backend* be, void* p);
+};
+
+// Creates the CPU backend with n_threads threads (<= 0: all cores).
+Backend* backend_cpu_create(int n_threads);
+void backend_destroy(Backend* be);

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages modrwkv needs to build and test (run as root, or with sudo available).
+# --with-torch also installs python3-torch (used by tests that check interop with PyTorch and by
+# tests/reference/*.py, which regenerate the committed reference vectors).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+PKGS="build-essential cmake pkg-config libopenblas-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
+      python3 python3-numpy"
+if [ "${1:-}" = "--with-torch" ]; then PKGS="$PKGS python3-torch"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $PKGS

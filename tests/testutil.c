@@ -1,0 +1,89 @@
+// testutil.c — see testutil.h.
+#include "tests/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const char* src_path(const char* rel) {
+    static char buf[8][4096];
+    static int slot = 0;
+    slot = (slot + 1) % 8;
+    snprintf(buf[slot], sizeof buf[slot], "%s/%s", MODRWKV_SOURCE_DIR, rel);
+    return buf[slot];
+}
+
+int check_close_abs(const char* name, const float* got, const float* want, size_t n, double tol) {
+    double max_abs = 0;
+    size_t worst = 0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (isnan(d)) nan = 1;
+        if (d > max_abs) { max_abs = d; worst = i; }
+    }
+    int fail = nan || !(max_abs <= tol);
+    printf("%s: max abs err %.3e at [%zu] (got %.7g, want %.7g), tol %.1e %s\n", name, max_abs, worst,
+           n ? got[worst] : 0.0f, n ? want[worst] : 0.0f, tol, fail ? (nan ? "FAIL (NaN)" : "FAIL") : "PASS");
+    return fail;
+}
+
+int check_close_rel(const char* name, const float* got, const float* want, size_t n, double rel_tol,
+                    double floor) {
+    double max_rel = 0, max_abs = 0, scale = 0;
+    size_t worst = 0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (isnan(d)) nan = 1;
+        double r = d / fmax(fabs((double)want[i]), floor);
+        if (r > max_rel) { max_rel = r; worst = i; }
+        if (d > max_abs) max_abs = d;
+    }
+    int fail = nan || !(max_rel <= rel_tol);
+    printf("%s: max rel err %.3e at [%zu] (got %.7g, want %.7g; floor %.1e, max |want| %.3e, max abs %.3e), tol %.1e %s\n",
+           name, max_rel, worst, n ? got[worst] : 0.0f, n ? want[worst] : 0.0f, floor, scale, max_abs, rel_tol,
+           fail ? (nan ? "FAIL (NaN)" : "FAIL") : "PASS");
+    return fail;
+}
+
+int check_true(const char* name, int ok, const char* detail) {
+    if (ok) printf("%s: PASS\n", name);
+    else printf("%s: FAIL (%s)\n", name, detail ? detail : "");
+    return !ok;
+}
+
+void test_rng_seed(TestRng* r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ULL + 1; }
+
+static uint64_t next_u64(TestRng* r) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1DULL;
+}
+
+float test_rng_uniform(TestRng* r, float lo, float hi) {
+    double u = (double)(next_u64(r) >> 11) / 9007199254740992.0;
+    return lo + (float)u * (hi - lo);
+}
+
+float test_rng_normal(TestRng* r) {
+    double u1 = ((double)(next_u64(r) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = (double)(next_u64(r) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void test_fill_uniform(TestRng* r, float* x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = test_rng_uniform(r, lo, hi);
+}
+
+void test_poison(float* x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+int test_summary(const char* program, int failures) {
+    if (failures) printf("%s: %d checks FAILED\n", program, failures);
+    else printf("%s: all checks passed\n", program);
+    return failures ? 1 : 0;
+}

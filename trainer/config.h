@@ -1,0 +1,76 @@
+// config.h — the run configuration: YAML file (libyaml) + `--set key=value` overrides, table-driven.
+//
+// Contract: every key has a dotted name (`train.lr`), a type, a default and a help line, in one table
+// (config.c). Loading rejects unknown keys and bad values with "FILE:LINE: key 'x.y': what is wrong
+// (what to do)". config_to_yaml writes the resolved configuration, which config_load_string reads back
+// to the identical Config (stored in run directories and checkpoints so resume uses the same settings).
+#pragma once
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/common.h"
+
+enum { CONFIG_PATH_MAX = 1024 };
+
+typedef struct ModelConfig {
+    char init[CONFIG_PATH_MAX];  // "official" | "random" | path to a .pth / .safetensors to start from
+    int n_layer;                 // 6
+    int n_embd;                  // 256 (multiple of head_size)
+    int vocab_size;              // 0 = from the tokenizer
+    int head_size;               // 64
+    int lora_decay, lora_a, lora_value, lora_gate;  // LoRA ranks; 0 = official formula
+} ModelConfig;
+
+typedef struct DataConfig {
+    char train[CONFIG_PATH_MAX];   // training data: .txt, .jsonl, or binidx prefix (.bin/.idx)
+    char val[CONFIG_PATH_MAX];     // optional validation data ("" = hold out val_fraction of train)
+    char format[16];               // auto | text | jsonl | binidx
+    char jsonl_key[64];            // field of each JSONL line holding the text ("text")
+    float val_fraction;            // 0.05
+    char tokenizer[CONFIG_PATH_MAX]; // bytes | world | path to a vocab file
+} DataConfig;
+
+typedef struct TrainConfig {
+    uint64_t seed;          // 1
+    int ctx_len;            // 256
+    int micro_batch;        // 4 sequences per micro-step
+    int grad_accum;         // 1 micro-steps per optimizer step
+    int max_steps;          // 200 optimizer steps
+    float lr;               // 6e-4 peak learning rate
+    float lr_final;         // 6e-5
+    int warmup_steps;       // 10
+    char schedule[16];      // cosine | wsd | constant
+    float wsd_decay_frac;   // 0.2: fraction of steps spent decaying at the end (wsd)
+    float beta1, beta2;     // 0.9, 0.99
+    float adam_eps;         // 1e-18
+    float weight_decay;     // 0.001
+    float grad_clip;        // 1.0 (0 = off)
+    int l2wrap;             // 1 (RWKV's L2Wrap logit regulariser)
+    int eval_every;         // 50 steps (0 = never)
+    int eval_batches;       // 8
+    int save_every;         // 100 steps (0 = only at the end)
+    int keep_checkpoints;   // 2 newest kept
+    int log_every;          // 1
+    int threads;            // 0 = all cores
+} TrainConfig;
+
+typedef struct Config {
+    char run_dir[CONFIG_PATH_MAX];  // "runs/default"
+    ModelConfig model;
+    DataConfig data;
+    TrainConfig train;
+} Config;
+
+void config_defaults(Config* c);
+// Reads a YAML file on top of the current values. Returns 0 or -1 with e naming file:line and key.
+int config_load(Config* c, const char* path, Error* e);
+// Same, from YAML text; `name` is used in messages.
+int config_load_string(Config* c, const char* yaml, const char* name, Error* e);
+// Applies one "key=value" override (value parsed as YAML scalar). Returns 0 or -1 naming the key.
+int config_set(Config* c, const char* assignment, Error* e);
+// Cross-field checks (n_embd % head_size, ctx_len > 0, known schedule ...). Returns 0 or -1.
+int config_validate(const Config* c, Error* e);
+// The resolved configuration as YAML text (malloc'ed).
+char* config_to_yaml(const Config* c);
+// Prints every key with its type, default and help (for `modrwkv train --help`).
+void config_print_keys(FILE* f);

@@ -1,0 +1,575 @@
+// rwkv7.c — RWKV-7 (x070) model: parameter table, activations, forward and backward (see rwkv7.h).
+//
+// Maths: reference/rwkv7.md §2 (forward) and §3 (backward), in this order per block:
+//   ln1 -> token-shift six-way mix -> r, k0, v' projections; decay, a, value-residual and gate LoRAs ->
+//   key preparation -> WKV7 -> GroupNorm -> bonus + gate -> Wo (+ residual) -> ln2 -> ChannelMix (+ residual).
+// Every op runs on the backend's kernel table (be->k); this file only sequences them.
+#include "trainer/rwkv7.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const float LN_EPS = 1e-5f;
+static const float GN_EPS = 64e-5f;
+
+// ---------------------------------------------------------------------------------------------------- config
+
+static int round_half_even(double x) { return (int)nearbyint(x); }
+
+static int lora_rank(double factor, int C) {
+    int d = round_half_even(factor * sqrt((double)C) / 32.0) * 32;
+    return d > 32 ? d : 32;
+}
+
+void rwkv7_default_lora(RWKV7Config* cfg) {
+    int C = cfg->n_embd;
+    if (cfg->d_decay <= 0) cfg->d_decay = lora_rank(2.5, C);
+    if (cfg->d_a <= 0) cfg->d_a = lora_rank(2.5, C);
+    if (cfg->d_value <= 0) cfg->d_value = lora_rank(1.7, C);
+    if (cfg->d_gate <= 0) cfg->d_gate = lora_rank(5.0, C);
+    if (cfg->dim_ffn <= 0) cfg->dim_ffn = 4 * C;
+}
+
+double rwkv7_flops_per_token(const RWKV7Config* c, int T) {
+    double C = c->n_embd, F = c->dim_ffn, V = c->vocab_size, N = c->head_size;
+    double lora = C * (c->d_decay + c->d_a + c->d_value + c->d_gate) * 2;
+    double matmul = c->n_layer * (4 * C * C + 2 * C * F + lora) + V * C;  // params touched by a GEMM per token
+    double wkv = c->n_layer * C * N * 8.0;                                 // ~8 flops per state element, fwd
+    return 6.0 * matmul + 3.0 * wkv;
+}
+
+// ---------------------------------------------------------------------------------------------------- tensor table
+
+typedef struct TableBuilder {
+    RWKV7* m;
+    int cap;
+} TableBuilder;
+
+static void add_tensor(TableBuilder* tb, int layer, const char* suffix, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+    RWKV7* m = tb->m;
+    if (m->n_tensors == tb->cap) {
+        tb->cap = tb->cap ? 2 * tb->cap : 64;
+        m->specs = xrealloc(m->specs, (size_t)tb->cap * sizeof(TensorSpec));
+    }
+    TensorSpec* s = &m->specs[m->n_tensors++];
+    memset(s, 0, sizeof *s);
+    if (layer >= 0) snprintf(s->name, sizeof s->name, "blocks.%d.%s", layer, suffix);
+    else snprintf(s->name, sizeof s->name, "%s", suffix);
+    s->ndim = ndim;
+    s->shape[0] = d0;
+    s->shape[1] = d1;
+    s->shape[2] = d2;
+    s->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1) * (ndim > 2 ? (size_t)d2 : 1);
+    s->offset = m->n_params;
+    m->n_params += s->numel;
+    s->layer = layer;
+    // RWKV's parameter groups (reference/rwkv7.md §5.3): decay for 2-D (after squeeze) "*.weight" tensors.
+    int squeezed = 0;
+    for (int i = 0; i < ndim; i++) squeezed += s->shape[i] != 1;
+    s->weight_decay = squeezed >= 2 && strstr(s->name, ".weight") != NULL;
+    s->lr_scale = strcmp(suffix, "att.w0") == 0 ? 2.0f : 1.0f;
+    s->unused = layer == 0 && (!strcmp(suffix, "att.v0") || !strcmp(suffix, "att.v1") || !strcmp(suffix, "att.v2"));
+}
+
+static void build_table(RWKV7* m) {
+    const RWKV7Config* c = &m->cfg;
+    int64_t C = c->n_embd, V = c->vocab_size, F = c->dim_ffn, H = c->n_embd / c->head_size, N = c->head_size;
+    TableBuilder tb = {m, 0};
+    add_tensor(&tb, -1, "emb.weight", 2, V, C, 0);
+    for (int l = 0; l < c->n_layer; l++) {
+        if (l == 0) {
+            add_tensor(&tb, 0, "ln0.weight", 1, C, 0, 0);
+            add_tensor(&tb, 0, "ln0.bias", 1, C, 0, 0);
+        }
+        add_tensor(&tb, l, "ln1.weight", 1, C, 0, 0);
+        add_tensor(&tb, l, "ln1.bias", 1, C, 0, 0);
+        add_tensor(&tb, l, "ln2.weight", 1, C, 0, 0);
+        add_tensor(&tb, l, "ln2.bias", 1, C, 0, 0);
+        const char* mix[6] = {"att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a", "att.x_g"};
+        for (int i = 0; i < 6; i++) add_tensor(&tb, l, mix[i], 3, 1, 1, C);
+        add_tensor(&tb, l, "att.w0", 3, 1, 1, C);
+        add_tensor(&tb, l, "att.w1", 2, C, c->d_decay, 0);
+        add_tensor(&tb, l, "att.w2", 2, c->d_decay, C, 0);
+        add_tensor(&tb, l, "att.a0", 3, 1, 1, C);
+        add_tensor(&tb, l, "att.a1", 2, C, c->d_a, 0);
+        add_tensor(&tb, l, "att.a2", 2, c->d_a, C, 0);
+        add_tensor(&tb, l, "att.v0", 3, 1, 1, C);
+        add_tensor(&tb, l, "att.v1", 2, C, c->d_value, 0);
+        add_tensor(&tb, l, "att.v2", 2, c->d_value, C, 0);
+        add_tensor(&tb, l, "att.g1", 2, C, c->d_gate, 0);
+        add_tensor(&tb, l, "att.g2", 2, c->d_gate, C, 0);
+        add_tensor(&tb, l, "att.k_k", 3, 1, 1, C);
+        add_tensor(&tb, l, "att.k_a", 3, 1, 1, C);
+        add_tensor(&tb, l, "att.r_k", 2, H, N, 0);
+        add_tensor(&tb, l, "att.receptance.weight", 2, C, C, 0);
+        add_tensor(&tb, l, "att.key.weight", 2, C, C, 0);
+        add_tensor(&tb, l, "att.value.weight", 2, C, C, 0);
+        add_tensor(&tb, l, "att.output.weight", 2, C, C, 0);
+        add_tensor(&tb, l, "att.ln_x.weight", 1, C, 0, 0);
+        add_tensor(&tb, l, "att.ln_x.bias", 1, C, 0, 0);
+        add_tensor(&tb, l, "ffn.x_k", 3, 1, 1, C);
+        add_tensor(&tb, l, "ffn.key.weight", 2, F, C, 0);
+        add_tensor(&tb, l, "ffn.value.weight", 2, C, F, 0);
+    }
+    add_tensor(&tb, -1, "ln_out.weight", 1, C, 0, 0);
+    add_tensor(&tb, -1, "ln_out.bias", 1, C, 0, 0);
+    add_tensor(&tb, -1, "head.weight", 2, V, C, 0);
+}
+
+const TensorSpec* rwkv7_find_spec(const RWKV7* m, const char* name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->specs[i].name, name) == 0) return &m->specs[i];
+    return NULL;
+}
+
+static float* view(const RWKV7* m, float* base, int layer, const char* suffix) {
+    char name[RWKV7_NAME_MAX];
+    if (layer >= 0) snprintf(name, sizeof name, "blocks.%d.%s", layer, suffix);
+    else snprintf(name, sizeof name, "%s", suffix);
+    const TensorSpec* s = rwkv7_find_spec(m, name);
+    if (!s) fatal("internal: no tensor %s in the RWKV-7 table", name);
+    return base + s->offset;
+}
+
+void rwkv7_point(const RWKV7* m, ModelParams* p, float* base) {
+    p->emb = view(m, base, -1, "emb.weight");
+    p->ln0_w = view(m, base, 0, "ln0.weight");
+    p->ln0_b = view(m, base, 0, "ln0.bias");
+    p->ln_out_w = view(m, base, -1, "ln_out.weight");
+    p->ln_out_b = view(m, base, -1, "ln_out.bias");
+    p->head = view(m, base, -1, "head.weight");
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        BlockParams* b = &p->blocks[l];
+        b->ln1_w = view(m, base, l, "ln1.weight");
+        b->ln1_b = view(m, base, l, "ln1.bias");
+        b->ln2_w = view(m, base, l, "ln2.weight");
+        b->ln2_b = view(m, base, l, "ln2.bias");
+        b->x_r = view(m, base, l, "att.x_r");
+        b->x_w = view(m, base, l, "att.x_w");
+        b->x_k = view(m, base, l, "att.x_k");
+        b->x_v = view(m, base, l, "att.x_v");
+        b->x_a = view(m, base, l, "att.x_a");
+        b->x_g = view(m, base, l, "att.x_g");
+        b->w0 = view(m, base, l, "att.w0");
+        b->w1 = view(m, base, l, "att.w1");
+        b->w2 = view(m, base, l, "att.w2");
+        b->a0 = view(m, base, l, "att.a0");
+        b->a1 = view(m, base, l, "att.a1");
+        b->a2 = view(m, base, l, "att.a2");
+        b->v0 = view(m, base, l, "att.v0");
+        b->v1 = view(m, base, l, "att.v1");
+        b->v2 = view(m, base, l, "att.v2");
+        b->g1 = view(m, base, l, "att.g1");
+        b->g2 = view(m, base, l, "att.g2");
+        b->k_k = view(m, base, l, "att.k_k");
+        b->k_a = view(m, base, l, "att.k_a");
+        b->r_k = view(m, base, l, "att.r_k");
+        b->Wr = view(m, base, l, "att.receptance.weight");
+        b->Wk = view(m, base, l, "att.key.weight");
+        b->Wv = view(m, base, l, "att.value.weight");
+        b->Wo = view(m, base, l, "att.output.weight");
+        b->lnx_w = view(m, base, l, "att.ln_x.weight");
+        b->lnx_b = view(m, base, l, "att.ln_x.bias");
+        b->ffn_x_k = view(m, base, l, "ffn.x_k");
+        b->ffn_key = view(m, base, l, "ffn.key.weight");
+        b->ffn_value = view(m, base, l, "ffn.value.weight");
+    }
+}
+
+RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
+    RWKV7Config cfg = *cfg_in;
+    rwkv7_default_lora(&cfg);
+    if (cfg.n_layer < 1 || cfg.n_embd < 1 || cfg.vocab_size < 1 || cfg.head_size < 1) {
+        errorf(e, "bad model size: n_layer %d, n_embd %d, vocab %d, head_size %d (all must be positive)", cfg.n_layer,
+               cfg.n_embd, cfg.vocab_size, cfg.head_size);
+        return NULL;
+    }
+    if (cfg.n_embd % cfg.head_size != 0) {
+        errorf(e, "n_embd %d is not a multiple of head_size %d: choose n_embd = heads x head_size", cfg.n_embd,
+               cfg.head_size);
+        return NULL;
+    }
+    RWKV7* m = xcalloc(1, sizeof *m);
+    m->cfg = cfg;
+    m->be = be;
+    m->has_block0_vres = 1;
+    build_table(m);
+    m->params_memory = be->alloc(be, m->n_params * sizeof(float));
+    m->params.blocks = xcalloc((size_t)cfg.n_layer, sizeof(BlockParams));
+    rwkv7_point(m, &m->params, m->params_memory);
+    return m;
+}
+
+void rwkv7_free(RWKV7* m) {
+    if (!m) return;
+    m->be->free(m->be, m->params_memory);
+    free(m->params.blocks);
+    free(m->specs);
+    free(m);
+}
+
+// ---------------------------------------------------------------------------------------------------- activations
+
+typedef struct Arena {
+    float* base;
+    size_t used;
+} Arena;
+
+// Hands out n floats (rounded up to 16 for alignment); with base == NULL only counts.
+static float* take(Arena* a, size_t n) {
+    float* p = a->base ? a->base + a->used : NULL;
+    a->used += (n + 15) & ~(size_t)15;
+    return p;
+}
+
+static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
+    const RWKV7Config* c = &m->cfg;
+    size_t BT = (size_t)A->B * A->T, C = c->n_embd, F = c->dim_ffn, V = c->vocab_size;
+    size_t H = c->n_embd / c->head_size, N = c->head_size;
+    size_t n_chunks = (A->T + WKV7_CHUNK - 1) / WKV7_CHUNK;
+    A->x0 = take(ar, BT * C);
+    A->ln0_mean = take(ar, BT);
+    A->ln0_rstd = take(ar, BT);
+    for (int l = 0; l <= c->n_layer; l++) A->res[l] = take(ar, BT * C);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs* L = &A->layers[l];
+        L->ln1 = take(ar, BT * C);
+        L->ln1_mean = take(ar, BT);
+        L->ln1_rstd = take(ar, BT);
+        L->xm = take(ar, 6 * BT * C);
+        L->r = take(ar, BT * C);
+        L->k0 = take(ar, BT * C);
+        L->vp = take(ar, BT * C);
+        L->hw = take(ar, BT * c->d_decay);
+        L->dd = take(ar, BT * C);
+        L->wdec = take(ar, BT * C);
+        L->hv = take(ar, BT * c->d_value);
+        L->gam = take(ar, BT * C);
+        L->v = take(ar, BT * C);
+        L->ha = take(ar, BT * c->d_a);
+        L->a = take(ar, BT * C);
+        L->sg = take(ar, BT * c->d_gate);
+        L->g = take(ar, BT * C);
+        L->kk = take(ar, BT * C);
+        L->kmod = take(ar, BT * C);
+        L->wa = take(ar, BT * C);
+        L->wb = take(ar, BT * C);
+        L->y = take(ar, BT * C);
+        L->ckpt = A->with_backward ? take(ar, A->B * H * n_chunks * N * N) : NULL;
+        L->gn = take(ar, BT * C);
+        L->gn_mean = take(ar, BT * H);
+        L->gn_rstd = take(ar, BT * H);
+        L->z = take(ar, BT * C);
+        L->x_mid = take(ar, BT * C);
+        L->ln2 = take(ar, BT * C);
+        L->ln2_mean = take(ar, BT);
+        L->ln2_rstd = take(ar, BT);
+        L->xk = take(ar, BT * C);
+        L->p = take(ar, BT * F);
+        L->hr = take(ar, BT * F);
+    }
+    A->xf = take(ar, BT * C);
+    A->lnf_mean = take(ar, BT);
+    A->lnf_rstd = take(ar, BT);
+    A->logits = take(ar, BT * V);
+    A->losses = take(ar, BT);
+    if (!A->with_backward) return;
+    size_t D = c->d_decay;
+    if ((size_t)c->d_a > D) D = c->d_a;
+    if ((size_t)c->d_value > D) D = c->d_value;
+    if ((size_t)c->d_gate > D) D = c->d_gate;
+    A->dres = take(ar, BT * C);
+    A->dvfirst = take(ar, BT * C);
+    A->dln = take(ar, BT * C);
+    A->dxm = take(ar, 6 * BT * C);
+    float** scratch[] = {&A->dA, &A->dB, &A->dC, &A->dD, &A->dE, &A->dF, &A->dG, &A->dH, &A->dI, &A->dJ};
+    for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++) *scratch[i] = take(ar, BT * C);
+    A->dlora = take(ar, BT * D);
+    A->dffn = take(ar, BT * F);
+}
+
+RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward) {
+    RWKV7Acts* A = xcalloc(1, sizeof *A);
+    A->B = B;
+    A->T = T;
+    A->with_backward = with_backward;
+    A->res = xcalloc((size_t)m->cfg.n_layer + 1, sizeof(float*));
+    A->layers = xcalloc((size_t)m->cfg.n_layer, sizeof(LayerActs));
+    Arena count = {NULL, 0};
+    layout_acts(m, A, &count);
+    A->n_floats = count.used;
+    A->memory = m->be->alloc(m->be, A->n_floats * sizeof(float));
+    Arena ar = {A->memory, 0};
+    layout_acts(m, A, &ar);
+    A->tokens = xcalloc((size_t)B * T, sizeof(int32_t));
+    return A;
+}
+
+void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* A) {
+    if (!A) return;
+    m->be->free(m->be, A->memory);
+    free(A->res);
+    free(A->layers);
+    free(A->tokens);
+    free(A);
+}
+
+// ---------------------------------------------------------------------------------------------------- state
+
+RWKV7State* rwkv7_state_create(const RWKV7* m, int B) {
+    const RWKV7Config* c = &m->cfg;
+    RWKV7State* s = xcalloc(1, sizeof *s);
+    s->B = B;
+    size_t LBC = (size_t)c->n_layer * B * c->n_embd;
+    s->att_x_prev = m->be->alloc(m->be, LBC * sizeof(float));
+    s->ffn_x_prev = m->be->alloc(m->be, LBC * sizeof(float));
+    s->att_kv = m->be->alloc(m->be, LBC * c->head_size * sizeof(float));
+    return s;
+}
+
+void rwkv7_state_reset(const RWKV7* m, RWKV7State* s) {
+    const RWKV7Config* c = &m->cfg;
+    size_t LBC = (size_t)c->n_layer * s->B * c->n_embd;
+    m->be->k.zero(m->be, s->att_x_prev, LBC);
+    m->be->k.zero(m->be, s->ffn_x_prev, LBC);
+    m->be->k.zero(m->be, s->att_kv, LBC * c->head_size);
+}
+
+void rwkv7_state_free(const RWKV7* m, RWKV7State* s) {
+    if (!s) return;
+    m->be->free(m->be, s->att_x_prev);
+    m->be->free(m->be, s->ffn_x_prev);
+    m->be->free(m->be, s->att_kv);
+    free(s);
+}
+
+// ---------------------------------------------------------------------------------------------------- GEMM helpers
+// linear:  out (N, OC) = inp (N, IC) @ W^T, W (OC, IC) [nn.Linear]; beta 1 accumulates into out.
+static void linear_forward(Backend* be, float* out, const float* inp, const float* W, int N, int IC, int OC, float beta) {
+    be->k.gemm(be, 0, 1, N, OC, IC, 1.0f, inp, IC, W, IC, beta, out, OC);
+}
+
+// dW (OC, IC) += dout^T @ inp (if dW); dinp (N, IC) = dout @ W (+ beta * dinp).
+static void linear_backward(Backend* be, float* dinp, float* dW, const float* dout, const float* inp, const float* W,
+                            int N, int IC, int OC, float beta) {
+    if (dW) be->k.gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
+    if (dinp) be->k.gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, W, IC, beta, dinp, IC);
+}
+
+// lora matmul: out (N, OC) = inp (N, IC) @ W, W (IC, OC) [RWKV LoRA matrices, no transpose].
+static void matmul_forward(Backend* be, float* out, const float* inp, const float* W, int N, int IC, int OC) {
+    be->k.gemm(be, 0, 0, N, OC, IC, 1.0f, inp, IC, W, OC, 0.0f, out, OC);
+}
+
+// dW (IC, OC) += inp^T @ dout; dinp (N, IC) = dout @ W^T (+ beta * dinp).
+static void matmul_backward(Backend* be, float* dinp, float* dW, const float* dout, const float* inp, const float* W,
+                            int N, int IC, int OC, float beta) {
+    if (dW) be->k.gemm(be, 1, 0, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dW, OC);
+    if (dinp) be->k.gemm(be, 0, 1, N, IC, OC, 1.0f, dout, OC, W, OC, beta, dinp, IC);
+}
+
+// ---------------------------------------------------------------------------------------------------- forward
+
+// Copies row T-1 of each sequence of x (B, T, C) into last (B, C): the carried token-shift state.
+static void keep_last(Backend* be, float* last, const float* x, int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        be->k.copy(be, last + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C);
+}
+
+static void time_mix_forward(RWKV7* m, LayerActs* L, const BlockParams* p, int l, const float* x, const float* vfirst,
+                             int B, int T, float* att_x_prev, float* kv) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    int BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
+    size_t n = (size_t)BT * C;
+    be->k.layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS);
+    be->k.tokenshift_forward(be, L->xm, L->ln1, att_x_prev, p->x_r, 6, B, T, C);
+    const float *xr = L->xm, *xw = L->xm + n, *xk = L->xm + 2 * n, *xv = L->xm + 3 * n, *xa = L->xm + 4 * n,
+                *xg = L->xm + 5 * n;
+    if (att_x_prev) keep_last(be, att_x_prev, L->ln1, B, T, C);
+    linear_forward(be, L->r, xr, p->Wr, BT, C, C, 0.0f);
+    linear_forward(be, L->k0, xk, p->Wk, BT, C, C, 0.0f);
+    linear_forward(be, L->vp, xv, p->Wv, BT, C, C, 0.0f);
+    // decay: w = exp(-e^-0.5 sigmoid(w0 + tanh(xw w1) w2))
+    matmul_forward(be, L->hw, xw, p->w1, BT, C, c->d_decay);
+    be->k.tanh_forward(be, L->hw, L->hw, (size_t)BT * c->d_decay);
+    matmul_forward(be, L->dd, L->hw, p->w2, BT, c->d_decay, C);
+    be->k.rwkv7_decay_forward(be, L->wdec, L->dd, L->dd, p->w0, BT, C);
+    // value residual toward layer 0's v
+    if (l == 0) {
+        be->k.copy(be, L->v, L->vp, n);
+    } else {
+        matmul_forward(be, L->hv, xv, p->v1, BT, C, c->d_value);
+        matmul_forward(be, L->gam, L->hv, p->v2, BT, c->d_value, C);
+        be->k.bias_sigmoid_forward(be, L->gam, L->gam, p->v0, BT, C);
+        be->k.rwkv7_vres_forward(be, L->v, L->vp, vfirst, L->gam, n);
+    }
+    // in-context learning rate a and output gate g
+    matmul_forward(be, L->ha, xa, p->a1, BT, C, c->d_a);
+    matmul_forward(be, L->a, L->ha, p->a2, BT, c->d_a, C);
+    be->k.bias_sigmoid_forward(be, L->a, L->a, p->a0, BT, C);
+    matmul_forward(be, L->sg, xg, p->g1, BT, C, c->d_gate);
+    be->k.sigmoid_forward(be, L->sg, L->sg, (size_t)BT * c->d_gate);
+    matmul_forward(be, L->g, L->sg, p->g2, BT, c->d_gate, C);
+    // WKV7 on the prepared keys, GroupNorm, bonus and gate
+    be->k.rwkv7_kprep_forward(be, L->kk, L->kmod, L->wa, L->wb, L->k0, L->a, p->k_k, p->k_a, BT, C, N);
+    be->k.wkv7_forward(be, L->y, kv, L->ckpt, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, kv, B, T, H, N);
+    be->k.groupnorm_forward(be, L->gn, L->gn_mean, L->gn_rstd, L->y, p->lnx_w, p->lnx_b, BT, C, H, GN_EPS);
+    be->k.rwkv7_bonus_gate_forward(be, L->z, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, C, N);
+    // residual: x_mid = x + z Wo^T
+    be->k.copy(be, L->x_mid, x, n);
+    linear_forward(be, L->x_mid, L->z, p->Wo, BT, C, C, 1.0f);
+}
+
+static void channel_mix_forward(RWKV7* m, LayerActs* L, const BlockParams* p, float* out, int B, int T,
+                                float* ffn_x_prev) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    int BT = B * T, C = c->n_embd, F = c->dim_ffn;
+    be->k.layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->x_mid, p->ln2_w, p->ln2_b, BT, C, LN_EPS);
+    be->k.tokenshift_forward(be, L->xk, L->ln2, ffn_x_prev, p->ffn_x_k, 1, B, T, C);
+    if (ffn_x_prev) keep_last(be, ffn_x_prev, L->ln2, B, T, C);
+    linear_forward(be, L->p, L->xk, p->ffn_key, BT, C, F, 0.0f);
+    be->k.relu2_forward(be, L->hr, L->p, (size_t)BT * F);
+    be->k.copy(be, out, L->x_mid, (size_t)BT * C);
+    linear_forward(be, out, L->hr, p->ffn_value, BT, F, C, 1.0f);
+}
+
+void rwkv7_forward(RWKV7* m, RWKV7Acts* A, const int32_t* tokens, RWKV7State* st) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    const ModelParams* P = &m->params;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size;
+    memcpy(A->tokens, tokens, (size_t)BT * sizeof(int32_t));
+    be->k.embedding_forward(be, A->x0, A->tokens, P->emb, BT, C);
+    be->k.layernorm_forward(be, A->res[0], A->ln0_mean, A->ln0_rstd, A->x0, P->ln0_w, P->ln0_b, BT, C, LN_EPS);
+    for (int l = 0; l < c->n_layer; l++) {
+        size_t bc = (size_t)l * B * C;
+        float* att_prev = st ? st->att_x_prev + bc : NULL;
+        float* ffn_prev = st ? st->ffn_x_prev + bc : NULL;
+        float* kv = st ? st->att_kv + bc * N : NULL;
+        time_mix_forward(m, &A->layers[l], &P->blocks[l], l, A->res[l], A->layers[0].vp, B, T, att_prev, kv);
+        channel_mix_forward(m, &A->layers[l], &P->blocks[l], A->res[l + 1], B, T, ffn_prev);
+    }
+    be->k.layernorm_forward(be, A->xf, A->lnf_mean, A->lnf_rstd, A->res[c->n_layer], P->ln_out_w, P->ln_out_b, BT, C,
+                            LN_EPS);
+    linear_forward(be, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+}
+
+float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid) {
+    Backend* be = m->be;
+    int BT = A->B * A->T, V = m->cfg.vocab_size, nv = 0;
+    for (int i = 0; i < BT; i++) nv += targets[i] >= 0;
+    if (n_valid) *n_valid = nv;
+    float dloss = nv > 0 ? dloss_scale / (float)nv : 0.0f;
+    float* dlogits = A->with_backward ? A->logits : NULL;
+    be->k.crossentropy_forward_backward(be, A->losses, dlogits, A->logits, targets, BT, V, dloss,
+                                        l2wrap ? 1e-4f * dloss : 0.0f);
+    double sum = 0.0;
+    for (int i = 0; i < BT; i++) sum += A->losses[i];
+    return nv > 0 ? (float)(sum / nv) : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------------- backward
+
+// ChannelMix backward: dres holds dL/d(block output) on entry and dL/d(x_mid) on exit.
+static void channel_mix_backward(RWKV7* m, RWKV7Acts* A, LayerActs* L, const BlockParams* p, const BlockParams* g) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, F = c->dim_ffn;
+    float* dhr = A->dffn;  // (BT, F)
+    linear_backward(be, dhr, g->ffn_value, A->dres, L->hr, p->ffn_value, BT, F, C, 0.0f);
+    be->k.relu2_backward(be, dhr, dhr, L->p, (size_t)BT * F);
+    float* dxk = A->dA;
+    linear_backward(be, dxk, g->ffn_key, dhr, L->xk, p->ffn_key, BT, C, F, 0.0f);
+    be->k.zero(be, A->dln, (size_t)BT * C);
+    be->k.tokenshift_backward(be, A->dln, NULL, g->ffn_x_k, dxk, L->ln2, NULL, p->ffn_x_k, 1, B, T, C);
+    be->k.layernorm_backward(be, A->dres, g->ln2_w, g->ln2_b, A->dln, L->x_mid, p->ln2_w, L->ln2_mean, L->ln2_rstd, BT,
+                             C);
+}
+
+// TimeMix backward: dres holds dL/d(x_mid) on entry and dL/d(block input) on exit.
+static void time_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, const BlockParams* g) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    LayerActs* L = &A->layers[l];
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
+    size_t n = (size_t)BT * C;
+    float *dz = A->dA, *dgn = A->dB, *dy = A->dC, *dr = A->dD, *dw = A->dE, *dk = A->dF, *dv = A->dG, *dwa = A->dH,
+          *dwb = A->dI, *dgate = A->dJ;
+    float* dxm = A->dxm;  // (6, BT, C): r, w, k, v, a, g
+    // output projection and gate
+    linear_backward(be, dz, g->Wo, A->dres, L->z, p->Wo, BT, C, C, 0.0f);
+    be->k.mul(be, dgn, dz, L->g, n);
+    be->k.groupnorm_backward(be, dy, g->lnx_w, g->lnx_b, dgn, L->y, p->lnx_w, L->gn_mean, L->gn_rstd, BT, C, H);
+    be->k.wkv7_backward(be, dr, dw, dk, dv, dwa, dwb, NULL, dy, NULL, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, NULL,
+                        L->ckpt, B, T, H, N);
+    be->k.rwkv7_bonus_gate_backward(be, dgate, dr, dk, dv, g->r_k, dz, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, C, N);
+    // gate LoRA: g = sigmoid(xg g1) g2
+    float* dsg = A->dlora;
+    matmul_backward(be, dsg, g->g2, dgate, L->sg, p->g2, BT, c->d_gate, C, 0.0f);
+    be->k.sigmoid_backward(be, dsg, dsg, L->sg, (size_t)BT * c->d_gate);
+    matmul_backward(be, dxm + 5 * n, g->g1, dsg, L->xm + 5 * n, p->g1, BT, C, c->d_gate, 0.0f);
+    // key preparation -> dk0 (into dz, free now) and da (into dgn, free now)
+    float *dk0 = dz, *da = dgn;
+    be->k.rwkv7_kprep_backward(be, dk0, da, g->k_k, g->k_a, dk, dwa, dwb, L->k0, L->a, L->kk, p->k_k, p->k_a, BT, C, N);
+    // a = sigmoid(a0 + xa a1 a2)
+    be->k.bias_sigmoid_backward(be, da, g->a0, da, L->a, BT, C);
+    float* dha = A->dlora;
+    matmul_backward(be, dha, g->a2, da, L->ha, p->a2, BT, c->d_a, C, 0.0f);
+    matmul_backward(be, dxm + 4 * n, g->a1, dha, L->xm + 4 * n, p->a1, BT, C, c->d_a, 0.0f);
+    // value: residual mix (layers >= 1) or v_first accumulation (layer 0)
+    float* dvp = dy;  // free after the WKV backward
+    if (l == 0) {
+        be->k.axpy(be, dv, 1.0f, A->dvfirst, n);
+        be->k.copy(be, dvp, dv, n);
+    } else {
+        float* dgam = dwa;  // free after kprep backward
+        be->k.rwkv7_vres_backward(be, dvp, A->dvfirst, dgam, dv, L->vp, A->layers[0].vp, L->gam, n);
+        be->k.bias_sigmoid_backward(be, dgam, g->v0, dgam, L->gam, BT, C);
+        float* dhv = A->dlora;
+        matmul_backward(be, dhv, g->v2, dgam, L->hv, p->v2, BT, c->d_value, C, 0.0f);
+        matmul_backward(be, dxm + 3 * n, g->v1, dhv, L->xm + 3 * n, p->v1, BT, C, c->d_value, 0.0f);
+    }
+    linear_backward(be, dxm + 3 * n, g->Wv, dvp, L->xm + 3 * n, p->Wv, BT, C, C, l == 0 ? 0.0f : 1.0f);
+    // decay LoRA
+    float* ddd = dwb;  // free after kprep backward
+    be->k.rwkv7_decay_backward(be, ddd, g->w0, dw, L->wdec, L->dd, BT, C);
+    float* dhw = A->dlora;
+    matmul_backward(be, dhw, g->w2, ddd, L->hw, p->w2, BT, c->d_decay, C, 0.0f);
+    be->k.tanh_backward(be, dhw, dhw, L->hw, (size_t)BT * c->d_decay);
+    matmul_backward(be, dxm + 1 * n, g->w1, dhw, L->xm + 1 * n, p->w1, BT, C, c->d_decay, 0.0f);
+    // r and k projections
+    linear_backward(be, dxm, g->Wr, dr, L->xm, p->Wr, BT, C, C, 0.0f);
+    linear_backward(be, dxm + 2 * n, g->Wk, dk0, L->xm + 2 * n, p->Wk, BT, C, C, 0.0f);
+    // token shift and ln1 (into the residual gradient)
+    be->k.zero(be, A->dln, n);
+    be->k.tokenshift_backward(be, A->dln, NULL, g->x_r, dxm, L->ln1, NULL, p->x_r, 6, B, T, C);
+    be->k.layernorm_backward(be, A->dres, g->ln1_w, g->ln1_b, A->dln, A->res[l], p->ln1_w, L->ln1_mean, L->ln1_rstd, BT,
+                             C);
+}
+
+void rwkv7_backward(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
+    Backend* be = m->be;
+    const RWKV7Config* c = &m->cfg;
+    const ModelParams* P = &m->params;
+    if (!A->with_backward) fatal("internal: rwkv7_backward on activations created without backward buffers");
+    int BT = A->B * A->T, C = c->n_embd;
+    size_t n = (size_t)BT * C;
+    // head and final LayerNorm (acts->logits holds dlogits)
+    linear_backward(be, A->dln, G->head, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+    be->k.zero(be, A->dres, n);
+    be->k.layernorm_backward(be, A->dres, G->ln_out_w, G->ln_out_b, A->dln, A->res[c->n_layer], P->ln_out_w,
+                             A->lnf_mean, A->lnf_rstd, BT, C);
+    be->k.zero(be, A->dvfirst, n);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        channel_mix_backward(m, A, &A->layers[l], &P->blocks[l], &G->blocks[l]);
+        time_mix_backward(m, A, l, &P->blocks[l], &G->blocks[l]);
+    }
+    // ln0 and the embedding
+    be->k.zero(be, A->dln, n);
+    be->k.layernorm_backward(be, A->dln, G->ln0_w, G->ln0_b, A->dres, A->x0, P->ln0_w, A->ln0_mean, A->ln0_rstd, BT, C);
+    be->k.embedding_backward(be, G->emb, A->dln, A->tokens, BT, C, c->vocab_size);
+}

@@ -1,0 +1,149 @@
+// rwkv7.h — the RWKV-7 (x070 "Goose") language model: parameters under their official names, forward and
+// backward in parallel (training) mode, RNN mode through carried state, on any kernels/ backend.
+//
+// Contract:
+// - One parameter buffer, one gradient buffer (same layout), structs of named views into them (llm.c
+//   style). `rwkv7_tensor_specs` lists every tensor in buffer order with its official name and shape.
+// - rwkv7_forward computes logits (B, T, V) for tokens (B, T); with a state it continues from it and
+//   leaves the state after the last token in it (RNN mode = T == 1 calls; state passing = any T).
+// - rwkv7_backward (after rwkv7_forward on the same acts, and the loss gradient written into
+//   acts->logits by the cross-entropy op) ACCUMULATES parameter gradients into grads.
+// - The maths is reference/rwkv7.md §2-§3 exactly; block-0 att.v0/v1/v2 exist (as in RWKV-LM) but are
+//   unused; `has_block0_vres` records whether a loaded checkpoint had them, so export keeps its layout.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/common.h"
+#include "kernels/kernels.h"
+
+typedef struct RWKV7Config {
+    int n_layer;     // L
+    int n_embd;      // C
+    int vocab_size;  // V
+    int head_size;   // N (64 for official models); H = C / N heads
+    int dim_ffn;     // F = 4 C
+    int d_decay, d_a, d_value, d_gate;  // LoRA ranks Dw, Da, Dv, Dg
+} RWKV7Config;
+
+// Official LoRA rank formulas (current RWKV-LM train_temp, Python round-half-even), for a given C.
+void rwkv7_default_lora(RWKV7Config* cfg);
+
+typedef struct BlockParams {
+    float *ln1_w, *ln1_b;            // (C) pre-LN of TimeMix
+    float *ln2_w, *ln2_b;            // (C) pre-LN of ChannelMix
+    float *x_r, *x_w, *x_k, *x_v, *x_a, *x_g;  // (1, 1, C) each, contiguous: the (6, C) token-shift mix
+    float *w0, *w1, *w2;             // (1, 1, C), (C, Dw), (Dw, C) decay
+    float *a0, *a1, *a2;             // (1, 1, C), (C, Da), (Da, C) in-context learning rate
+    float *v0, *v1, *v2;             // (1, 1, C), (C, Dv), (Dv, C) value residual (unused in block 0)
+    float *g1, *g2;                  // (C, Dg), (Dg, C) output gate
+    float *k_k, *k_a;                // (1, 1, C)
+    float *r_k;                      // (H, N) bonus
+    float *Wr, *Wk, *Wv, *Wo;        // (C, C) receptance, key, value, output [out, in]
+    float *lnx_w, *lnx_b;            // (C) GroupNorm(H) of the WKV output
+    float *ffn_x_k;                  // (1, 1, C)
+    float *ffn_key;                  // (F, C)
+    float *ffn_value;                // (C, F)
+} BlockParams;
+
+typedef struct ModelParams {
+    float* emb;                      // (V, C)
+    float *ln0_w, *ln0_b;            // (C) block 0 only
+    float *ln_out_w, *ln_out_b;      // (C)
+    float* head;                     // (V, C)
+    BlockParams* blocks;             // (L)
+} ModelParams;
+
+enum { RWKV7_NAME_MAX = 64 };
+
+typedef struct TensorSpec {
+    char name[RWKV7_NAME_MAX];  // official name, e.g. "blocks.3.att.key.weight"
+    int ndim;
+    int64_t shape[3];
+    size_t offset;              // into the parameter (and gradient) buffer, in floats
+    size_t numel;
+    int layer;                  // block index, -1 for model-level tensors
+    int weight_decay;           // 1: RWKV's "decay" group (2-D *.weight); 0: no weight decay
+    float lr_scale;             // 2 for att.w0, 1 otherwise
+    int unused;                 // 1 for block-0 att.v0/v1/v2 (never receive gradients)
+} TensorSpec;
+
+typedef struct RWKV7 {
+    RWKV7Config cfg;
+    Backend* be;
+    TensorSpec* specs;       // (n_tensors) in buffer order
+    int n_tensors;
+    size_t n_params;         // floats in the parameter buffer
+    float* params_memory;    // (n_params)
+    ModelParams params;      // views into params_memory
+    int has_block0_vres;     // checkpoint layout: block-0 att.v0/v1/v2 present
+} RWKV7;
+
+// Creates a model with zero parameters (buffers allocated on be). Returns NULL with e filled on bad sizes.
+RWKV7* rwkv7_create(const RWKV7Config* cfg, Backend* be, Error* e);
+void rwkv7_free(RWKV7* m);
+// Points a ModelParams' views into any buffer with the parameter layout (the gradient buffer, Adam moments).
+void rwkv7_point(const RWKV7* m, ModelParams* p, float* base);
+const TensorSpec* rwkv7_find_spec(const RWKV7* m, const char* name);
+
+// FLOPs of one forward+backward token (6 x matmul params + WKV work), for throughput reports.
+double rwkv7_flops_per_token(const RWKV7Config* cfg, int T);
+
+// ---------------------------------------------------------------------------------------------------- activations
+typedef struct LayerActs {
+    float *ln1, *ln1_mean, *ln1_rstd;   // (BT, C), (BT), (BT)
+    float* xm;                          // (6, BT, C) shifted mixes r, w, k, v, a, g
+    float *r, *k0, *vp;                 // (BT, C) projections
+    float *hw, *dd, *wdec;              // (BT, Dw) tanh(xw w1); (BT, C) decay pre-activation, decay
+    float *hv, *gam, *v;                // (BT, Dv) xv v1; (BT, C) residual gate; (BT, C) mixed v
+    float *ha, *a;                      // (BT, Da) xa a1; (BT, C) sigmoid gate
+    float *sg, *g;                      // (BT, Dg) sigmoid(xg g1); (BT, C) gate
+    float *kk, *kmod, *wa, *wb;         // (BT, C) key preparation and the WKV a/b inputs
+    float *y, *ckpt;                    // (BT, C) WKV output; (B, H, ceil(T/16), N, N) states
+    float *gn, *gn_mean, *gn_rstd;      // (BT, C), (BT, H), (BT, H)
+    float* z;                           // (BT, C) gated output before Wo
+    float* x_mid;                       // (BT, C) residual after TimeMix
+    float *ln2, *ln2_mean, *ln2_rstd;   // (BT, C), (BT), (BT)
+    float* xk;                          // (BT, C) ChannelMix shifted input
+    float *p, *hr;                      // (BT, F) key pre-activation, relu^2
+} LayerActs;
+
+typedef struct RWKV7Acts {
+    int B, T, with_backward;
+    float* memory;                      // one arena for everything below
+    size_t n_floats;
+    int32_t* tokens;                    // (B, T) copy of the inputs (embedding backward)
+    float *x0, *ln0_mean, *ln0_rstd;    // (BT, C) embeddings; (BT) ln0 statistics
+    float** res;                        // (L + 1) x (BT, C): residual stream entering block l; res[L] final
+    LayerActs* layers;                  // (L)
+    float *xf, *lnf_mean, *lnf_rstd;    // (BT, C) ln_out output; (BT) statistics
+    float* logits;                      // (BT, V) logits; overwritten with dlogits by the loss
+    float* losses;                      // (BT)
+    // backward scratch, shared by all layers (only with_backward)
+    float *dres, *dvfirst, *dln, *dxm, *dA, *dB, *dC, *dD, *dE, *dF, *dG, *dH, *dI, *dJ, *dlora, *dffn;
+} RWKV7Acts;
+
+RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward);
+void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* a);
+
+// ---------------------------------------------------------------------------------------------------- state
+typedef struct RWKV7State {
+    int B;
+    float* att_x_prev;   // (L, B, C) last ln1 output
+    float* att_kv;       // (L, B, H, N, N) WKV state, fp32
+    float* ffn_x_prev;   // (L, B, C) last ln2 output
+} RWKV7State;
+
+RWKV7State* rwkv7_state_create(const RWKV7* m, int B);   // zero state
+void rwkv7_state_reset(const RWKV7* m, RWKV7State* s);
+void rwkv7_state_free(const RWKV7* m, RWKV7State* s);
+
+// ---------------------------------------------------------------------------------------------------- passes
+// tokens (B, T) -> acts->logits (B, T, V). state: NULL (zero state, training) or carried in/out.
+void rwkv7_forward(RWKV7* m, RWKV7Acts* acts, const int32_t* tokens, RWKV7State* state);
+// Masked cross-entropy on acts->logits against targets (B, T) (< 0 = masked); returns the mean loss over
+// the unmasked tokens (0 if none) and, if with_backward, overwrites acts->logits with
+// dloss_scale / n_unmasked * dCE/dlogits (+ L2Wrap when l2wrap). *n_valid receives the count.
+float rwkv7_loss(RWKV7* m, RWKV7Acts* acts, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid);
+// Backward through everything after rwkv7_loss; grads (same layout as params) accumulate (+=).
+void rwkv7_backward(RWKV7* m, RWKV7Acts* acts, const ModelParams* grads);
