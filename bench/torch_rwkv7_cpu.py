@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -384,22 +385,46 @@ def verify_wkv(ref):
 
 
 def verify_model(ref):
-    """This fp32 model (chunked WKV) vs the float64 reference model: logits and L2Wrap gradients."""
+    """This fp32 model (chunked WKV, fused head/CE/L2Wrap) vs the float64 reference: loss and gradients."""
     gen = torch.Generator().manual_seed(6)
     n_layer, C, V, T = 2, 128, 256, 48
     p = init_params(n_layer, C, V, 64, gen)
     tokens = torch.randint(0, V, (2, T), generator=gen)
     targets = torch.randint(0, V, (2, T), generator=gen)
     targets[1, -5:] = -1
-    logits = forward(p, tokens, n_layer, C // 64)
-    loss_fn(logits, targets).backward()
-    want_logits, _, want_grads = ref.model_outputs({n: t.detach() for n, t in p.items()}, tokens, targets)
-    err_logits = rel_err(logits.detach(), want_logits)
-    err_grads = max(rel_err(t.grad if t.grad is not None else torch.zeros_like(t), want_grads[n])
-                    for n, t in p.items() if want_grads[n].abs().max() > 0)
-    good = err_logits < 1e-5 and err_grads < 5e-5
-    print("fp32 model vs float64 reference (L2 C128 V256 T48): logits err %.2e (tol 1e-5), "
-          "grads err %.2e (tol 5e-5) %s" % (err_logits, err_grads, "PASS" if good else "FAIL"))
+    loss, grads = Trainer(p, n_layer, C // 64, 2 * T).loss_and_grads(tokens, targets)
+    _, want_loss, want_grads = ref.model_outputs({n: t.detach() for n, t in p.items()}, tokens, targets)
+    err_loss = abs(loss - want_loss.item()) / want_loss.item()
+    err_grads = max(rel_err(grads[n], want_grads[n]) for n in p if want_grads[n].abs().max() > 0)
+    good = err_loss < 1e-6 and err_grads < 5e-5
+    print("fp32 training loss/gradients vs float64 reference (L2 C128 V256 T48, masked targets): "
+          "loss err %.2e (tol 1e-6), grads err/max|ref| %.2e (tol 5e-5) %s"
+          % (err_loss, err_grads, "PASS" if good else "FAIL"))
+    return good
+
+
+def verify_adamw():
+    """BlockedAdamW (slice 1000, clipping folded in) vs torch.optim.AdamW after clip_grad_norm_, 3 steps."""
+    gen = torch.Generator().manual_seed(8)
+    p = init_params(1, 64, 3000, 64, gen)
+    q = {n: t.detach().clone().requires_grad_(True) for n, t in p.items()}
+    ours = BlockedAdamW(p)
+    ours.SLICE = 1000
+    ours.scratch = torch.empty(1000)
+    groups = [{"params": [q[n]], "lr": lr, "weight_decay": wd} for n, (lr, wd) in ours.hyper.items()]
+    theirs = torch.optim.AdamW(groups, betas=(0.9, 0.99), eps=1e-18)
+    for _ in range(3):
+        grads = {n: torch.randn(t.shape, generator=gen) for n, t in p.items()}
+        norm = math.sqrt(sum(g.norm().item() ** 2 for g in grads.values()))
+        for n, t in q.items():
+            t.grad = grads[n].clone()
+        torch.nn.utils.clip_grad_norm_(list(q.values()), 1.0)
+        theirs.step()
+        ours.step(grads, min(1.0, 1.0 / (norm + 1e-6)))
+    err = max(rel_err(p[n].detach(), q[n].detach()) for n in p)
+    good = err < 1e-6
+    print("BlockedAdamW vs torch.optim.AdamW + clip_grad_norm_ (3 steps): max err/max|p| %.2e (tol 1e-6) %s"
+          % (err, "PASS" if good else "FAIL"))
     return good
 
 
@@ -423,25 +448,25 @@ def main():
     torch.set_flush_denormal(True)
     if args.verify:
         ref = load_reference()
-        return 0 if (verify_wkv(ref) & verify_model(ref)) else 1
+        results = [verify_wkv(ref), verify_model(ref), verify_adamw()]
+        return 0 if all(results) else 1
 
     gen = torch.Generator().manual_seed(0)
-    n_head = args.n_embd // args.head_size
     p = init_params(args.n_layer, args.n_embd, args.vocab, args.head_size, gen)
-    opt = make_optimizer(p)
+    trainer = Trainer(p, args.n_layer, args.n_embd // args.head_size, args.batch * args.ctx)
     tokens = torch.randint(0, args.vocab, (args.batch, args.ctx), generator=gen)
     targets = torch.randint(0, args.vocab, (args.batch, args.ctx), generator=gen)
     for _ in range(args.warmup):
-        train_step(p, opt, tokens, targets, args.n_layer, n_head)
+        trainer.step(tokens, targets)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        loss = train_step(p, opt, tokens, targets, args.n_layer, n_head)
+        loss = trainer.step(tokens, targets)
         times.append(time.perf_counter() - t0)
     if not math.isfinite(loss):
         print("loss is not finite (%r)" % loss, file=sys.stderr)
         return 1
-    step_s = sum(times) / len(times)
+    step_s = statistics.median(times)
     print(json.dumps({"impl": "pytorch", "tokens_per_s": round(args.batch * args.ctx / step_s, 1),
                       "step_s": round(step_s, 4), "n_params": sum(t.numel() for t in p.values())}))
     return 0

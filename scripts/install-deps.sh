@@ -5,7 +5,7 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-PKGS="build-essential cmake pkg-config libopenblas-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
+PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
       python3 python3-numpy"
 if [ "${1:-}" = "--with-torch" ]; then PKGS="$PKGS python3-torch"; fi
 export DEBIAN_FRONTEND=noninteractive

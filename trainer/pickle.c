@@ -170,7 +170,7 @@ static int take(Parser* P, size_t n, const uint8_t** out) {
 }
 
 static int read_le(Parser* P, int nbytes, uint64_t* out) {
-    const uint8_t* b;
+    const uint8_t* b = NULL;
     if (take(P, (size_t)nbytes, &b)) return -1;
     uint64_t v = 0;
     for (int i = nbytes - 1; i >= 0; i--) v = (v << 8) | b[i];
@@ -198,7 +198,7 @@ static int push_int(Parser* P, int64_t x) {
 }
 
 static int op_int(Parser* P, int op) {
-    uint64_t u;
+    uint64_t u = 0;
     if (op == OP_BININT1) return read_le(P, 1, &u) ? -1 : push_int(P, (int64_t)u);
     if (op == OP_BININT2) return read_le(P, 2, &u) ? -1 : push_int(P, (int64_t)u);
     if (op == OP_BININT) return read_le(P, 4, &u) ? -1 : push_int(P, (int64_t)(int32_t)(uint32_t)u);
@@ -213,11 +213,11 @@ static int op_int(Parser* P, int op) {
 }
 
 static int op_string(Parser* P, int op) {
-    uint64_t n;
+    uint64_t n = 0;
     int width = (op == OP_SHORT_BINUNICODE || op == OP_SHORT_BINSTRING) ? 1 : op == OP_BINUNICODE8 ? 8 : 4;
     if (read_le(P, width, &n)) return -1;
     if (op == OP_BINSTRING && (int32_t)(uint32_t)n < 0) return fail(P, "negative string length");
-    const uint8_t* b;
+    const uint8_t* b = NULL;
     if (take(P, (size_t)n, &b)) return -1;
     Value* v = new_value(P, V_STR);
     v->s = xmalloc((size_t)n + 1);
@@ -255,8 +255,8 @@ static int resolve_global(Parser* P, const char* mod, size_t ml, const char* nm,
 
 static int op_global(Parser* P, int op) {
     if (op == OP_GLOBAL) {
-        const char *mod, *nm;
-        size_t ml, nl;
+        const char *mod = NULL, *nm = NULL;
+        size_t ml = 0, nl = 0;
         if (read_line(P, &mod, &ml) || read_line(P, &nm, &nl)) return -1;
         return resolve_global(P, mod, ml, nm, nl);
     }
@@ -268,7 +268,7 @@ static int op_global(Parser* P, int op) {
 }
 
 static int op_tuple(Parser* P, int op) {
-    size_t start;
+    size_t start = 0;
     if (op == OP_TUPLE) {
         if (pop_mark(P, &start)) return -1;
     } else {
@@ -304,7 +304,7 @@ static int op_setitems(Parser* P, int op) {
         Value* d = k ? top(P) : NULL;
         return d ? dict_set(P, d, k, v) : -1;
     }
-    size_t start;
+    size_t start = 0;
     if (pop_mark(P, &start)) return -1;
     if ((P->sn - start) % 2) return fail(P, "SETITEMS with an odd number of items");
     if (start <= fence(P)) return fail(P, "stack underflow");
@@ -316,7 +316,7 @@ static int op_setitems(Parser* P, int op) {
 }
 
 static int op_memo(Parser* P, int op) {
-    uint64_t idx;
+    uint64_t idx = 0;
     if (op == OP_MEMOIZE) idx = P->memo_count;
     else if (read_le(P, (op == OP_BINPUT || op == OP_BINGET) ? 1 : 4, &idx)) return -1;
     if (op == OP_BINGET || op == OP_LONG_BINGET) {
@@ -425,7 +425,7 @@ static int unsupported_opcode(Parser* P, int op) {
 
 // Executes one opcode. Returns 0 to continue, 1 at STOP, -1 on error.
 static int step(Parser* P, int op) {
-    uint64_t skip;
+    uint64_t skip = 0;
     switch (op) {
     case OP_PROTO:
         if (read_le(P, 1, &skip)) return -1;

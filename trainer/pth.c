@@ -101,7 +101,7 @@ static int read_entry(const Archive* A, zip_int64_t idx, const char* rel, void* 
 
 // Reads a whole small entry (data.pkl, byteorder) into a malloc'ed NUL-terminated buffer.
 static char* read_whole(const Archive* A, zip_int64_t idx, const char* rel, size_t* len, Error* e) {
-    uint64_t size;
+    uint64_t size = 0;
     if (entry_size(A, idx, rel, &size, e)) return NULL;
     char* buf = xmalloc((size_t)size + 1);
     if (read_entry(A, idx, rel, buf, size, e)) {
@@ -116,7 +116,7 @@ static char* read_whole(const Archive* A, zip_int64_t idx, const char* rel, size
 static int check_byteorder(const Archive* A, Error* e) {
     zip_int64_t idx = locate(A, "byteorder");
     if (idx < 0) return 0;  // older torch versions write no byteorder entry: little-endian
-    size_t len;
+    size_t len = 0;
     char* s = read_whole(A, idx, "byteorder", &len, e);
     if (!s) return -1;
     int little = strncmp(s, "little", 6) == 0;
@@ -154,7 +154,7 @@ static int validate(const Archive* A, const PickleStateDict* d, zip_int64_t* ent
         if (entry[i] < 0)
             return errorf(e, "%s: storage entry '%s%s' of tensor '%s' is missing; the file is truncated or corrupt",
                           A->name, A->prefix, rel, t->name);
-        uint64_t size, want = (uint64_t)t->storage_numel * dtype_size(t->dtype);
+        uint64_t size = 0, want = (uint64_t)t->storage_numel * dtype_size(t->dtype);
         if (entry_size(A, entry[i], rel, &size, e)) return -1;
         if (size != want)
             return errorf(e, "%s: storage entry '%s%s' holds %llu bytes but tensor '%s' declares a %s storage of %lld elements (%llu bytes); the file is corrupt",
@@ -214,9 +214,9 @@ static int load_storage(const Archive* A, const PickleStateDict* d, const zip_in
 }
 
 static int read_archive(Archive* A, TensorSet* out, Error* e) {
-    zip_int64_t pkl_idx;
+    zip_int64_t pkl_idx = -1;
     if (find_pickle(A, &pkl_idx, e) || check_byteorder(A, e)) return -1;
-    size_t pkl_len;
+    size_t pkl_len = 0;
     char* pkl = read_whole(A, pkl_idx, "data.pkl", &pkl_len, e);
     if (!pkl) return -1;
     size_t nlen = strlen(A->name) + strlen(A->prefix) + 16;

@@ -167,7 +167,7 @@ int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSe
     tensorset_init(out);
     Source S = {.name = name, .mem = buf, .len = len};
     if (len < 8) return errorf(e, "%s: %zu bytes is too short for a safetensors file (8-byte header size first)", name, len);
-    uint64_t hlen;
+    uint64_t hlen = 0;
     if (header_size(&S, buf, &hlen, e)) return -1;
     S.data_start = 8 + hlen;
     return read_source(&S, (const char*)buf + 8, hlen, out, e);

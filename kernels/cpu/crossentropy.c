@@ -2,8 +2,9 @@
 //
 // Contract: as KernelOps.crossentropy_forward_backward. Per row: a max pass, a pass that sums
 // exp(logit - max) in double tile by tile (storing the exponentials in dlogits when it is wanted),
-// then a scaling pass; so dlogits may alias logits. Rows with target < 0 get loss 0 and zero dlogits; targets must
-// be < V. The L2Wrap term goes to the FIRST index of the max. Rows run in parallel; deterministic.
+// then a scaling pass; so dlogits may alias logits. Rows with target < 0 get loss 0 and zero dlogits;
+// targets must be < V. The L2Wrap term goes to the FIRST index of the max. Rows run in parallel and
+// each row is computed in a fixed order: deterministic for any thread count.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,6 +39,29 @@ static inline float exp_nonpositive(float x) {
     return out.f;
 }
 
+// The bits of x mapped so that unsigned integer order is float order (NaN aside): negative floats get
+// all their bits flipped, positive ones their sign bit set. Integer max reductions vectorise with any
+// compiler and floating-point flags; float ones need -ffinite-math-only.
+static inline uint32_t order_key(float x) {
+    union { float f; uint32_t u; } b = {.f = x};  // C11 type punning through a union
+    return b.u ^ ((0u - (b.u >> 31)) | 0x80000000u);
+}
+
+static inline float from_order_key(uint32_t key) {
+    union { float f; uint32_t u; } b = {.u = key & 0x80000000u ? key ^ 0x80000000u : ~key};
+    return b.f;
+}
+
+// max_v l[v], in one vectorised pass.
+static float row_max(const float* l, int V) {
+    uint32_t max_key = 0;
+    for (int v = 0; v < V; v++) {
+        uint32_t key = order_key(l[v]);
+        max_key = key > max_key ? key : max_key;
+    }
+    return from_order_key(max_key);
+}
+
 enum { EXP_TILE = 1024 };  // logits per tile of the exp pass (its exponentials fit in L1)
 
 // e[v] = exp(l[v] - max) over one tile; returns their sum in double.
@@ -53,9 +77,7 @@ static double exp_tile(float* e, const float* l, int n, float max) {
 // One trained row: returns its loss; when dl != NULL writes dloss * (softmax - onehot(target)) plus
 // l2wrap * max at the first argmax. dl may alias logits.
 static float crossentropy_row(float* dl, const float* logits, int target, int V, float dloss, float l2wrap) {
-    float max = -INFINITY;
-#pragma omp simd reduction(max : max)
-    for (int v = 0; v < V; v++) max = fmaxf(max, logits[v]);
+    float max = row_max(logits, V);
     int argmax = 0;  // found before dl (which may alias logits) is written
     if (dl && l2wrap != 0.0f) {
         while (argmax < V - 1 && logits[argmax] != max) argmax++;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/common.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/kernels.h"
 
 enum { CBLOCK = 64 };  // channels per work item in the column-reduction passes

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/common.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/kernels.h"
 
 // Offset of step t of (b, h) in a (B, T, H, N) tensor.
