@@ -93,7 +93,7 @@ int write_file_atomic(const char* path, const void* data, size_t len, Error* e) 
     snprintf(tmp, plen, "%s.tmp.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", tmp, strerror(errno));
+        errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", path, strerror(errno));
         free(tmp);
         return -1;
     }

@@ -36,7 +36,9 @@ static int parse_args(int argc, char** argv, BenchArgs* a) {
     int ch;
     optind = 2;  // argv[0] = "bench", argv[1] = what
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int v = ch == 'J' || ch == 'h' ? 0 : atoi(optarg);
+        char* end = NULL;
+        int v = optarg ? (int)strtol(optarg, &end, 10) : 0;
+        if (optarg && (!*optarg || *end)) fatal("bench: '%s' expects an integer, got '%s'", argv[optind - 2], optarg);
         switch (ch) {
         case 'L': a->n_layer = v; break;
         case 'C': a->n_embd = v; break;
@@ -48,7 +50,7 @@ static int parse_args(int argc, char** argv, BenchArgs* a) {
         case 'n': a->tokens = v; break;
         case 'J': a->json = 1; break;
         case 'h': fputs(BENCH_HELP, stdout); exit(0);
-        default: fatal("bench: unknown option: run `modrwkv bench --help`");
+        default: fatal("bench: unknown option or missing value in '%s': run `modrwkv bench --help`", argv[optind - 1]);
         }
     }
     if (a->n_layer < 1 || a->n_embd < 64 || a->vocab < 2 || a->ctx < 1 || a->batch < 1 || a->steps < 1)
@@ -149,8 +151,10 @@ static int bench_generate(const BenchArgs* a) {
     RWKV7Acts* one = rwkv7_acts_create(m, 1, 1, 0);
     RWKV7State* st = rwkv7_state_create(m, 1);
     int n = a->tokens < 32 ? 32 : a->tokens, q = n / 4;
-    double t_first = 0, t_last = 0, t0 = now_seconds();
     int32_t id = 1;
+    for (int i = 0; i < 8; i++) rwkv7_forward(m, one, &id, st);  // warm-up (thread pool, caches), not timed
+    rwkv7_state_reset(m, st);
+    double t_first = 0, t_last = 0, t0 = now_seconds();
     for (int i = 0; i < n; i++) {
         double ts = now_seconds();
         rwkv7_forward(m, one, &id, st);

@@ -37,8 +37,9 @@ static double parse_double(const char* opt, const char* s) {
     return v;
 }
 
-static void unknown_option(const char* cmd) {
-    fatal("unknown or incomplete option for '%s': run `modrwkv %s --help`", cmd, cmd);
+// getopt's own messages are off (opterr = 0): the offending argument is named here, on one line.
+static void unknown_option(const char* cmd, char** argv) {
+    fatal("%s: unknown option or missing value in '%s': run `modrwkv %s --help`", cmd, argv[optind - 1], cmd);
 }
 
 // ---------------------------------------------------------------------------------------------------- init
@@ -77,7 +78,7 @@ static int cmd_init(int argc, char** argv) {
         case 'd': dtype = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(INIT_HELP, stdout); return 0;
-        default: unknown_option("init");
+        default: unknown_option("init", argv);
         }
     }
     if (!out) fatal("init: --out FILE.pth is required (see `modrwkv init --help`)");
@@ -123,7 +124,7 @@ static int cmd_train(int argc, char** argv) {
         case 'r': o.resume = optarg; break;
         case 'x': o.stop_at_step = (int)parse_long("stop-at-step", optarg); break;
         case 'h': fputs(TRAIN_HELP, stdout); config_print_keys(stdout); free(sets); return 0;
-        default: unknown_option("train");
+        default: unknown_option("train", argv);
         }
     }
     if (optind != argc - 1) fatal("train: give exactly one CONFIG.yaml (see `modrwkv train --help`)");
@@ -192,7 +193,7 @@ static int cmd_logits(int argc, char** argv) {
         case 'm': mode = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(LOGITS_HELP, stdout); return 0;
-        default: unknown_option("logits");
+        default: unknown_option("logits", argv);
         }
     }
     if (!ckpt || !out || (!tokens == !text)) fatal("logits: need --ckpt, --out and one of --tokens/--text (see --help)");
@@ -267,7 +268,7 @@ static int cmd_generate(int argc, char** argv) {
         case 'P': o.top_p = (float)parse_double("top-p", optarg); break;
         case 's': o.seed = (uint64_t)parse_long("seed", optarg); break;
         case 'h': fputs(GENERATE_HELP, stdout); return 0;
-        default: unknown_option("generate");
+        default: unknown_option("generate", argv);
         }
     }
     if (!ckpt || !prompt) fatal("generate: --ckpt and --prompt are required (see --help)");
@@ -307,7 +308,7 @@ static int cmd_tokenize(int argc, char** argv) {
         case 't': text = optarg; break;
         case 'd': decode = optarg; break;
         case 'h': fputs(TOKENIZE_HELP, stdout); return 0;
-        default: unknown_option("tokenize");
+        default: unknown_option("tokenize", argv);
         }
     }
     if (!spec || (!text == !decode)) fatal("tokenize: need --vocab FILE (or --bytes) and one of --text/--decode (see --help)");
@@ -354,7 +355,7 @@ static int cmd_export(int argc, char** argv) {
         case 'o': out = optarg; break;
         case 'd': dtype = optarg; break;
         case 'h': fputs(EXPORT_HELP, stdout); return 0;
-        default: unknown_option("export");
+        default: unknown_option("export", argv);
         }
     }
     if (!ckpt || !format || !out) fatal("export: --ckpt, --format and --out are required (see --help)");
@@ -411,9 +412,8 @@ int main(int argc, char** argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    opterr = 0;
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "modrwkv: error: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    fatal("unknown command '%s': `modrwkv --help` lists the commands", argv[1]);
 }

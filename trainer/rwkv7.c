@@ -79,14 +79,15 @@ static void build_table(RWKV7* m) {
     TableBuilder tb = {m, 0};
     add_tensor(&tb, -1, "emb.weight", 2, V, C, 0);
     for (int l = 0; l < c->n_layer; l++) {
-        if (l == 0) {
-            add_tensor(&tb, 0, "ln0.weight", 1, C, 0, 0);
-            add_tensor(&tb, 0, "ln0.bias", 1, C, 0, 0);
-        }
+        // RWKV-LM's module order (Block.__init__: ln1, ln2, then ln0 in block 0), which torch.save keeps
         add_tensor(&tb, l, "ln1.weight", 1, C, 0, 0);
         add_tensor(&tb, l, "ln1.bias", 1, C, 0, 0);
         add_tensor(&tb, l, "ln2.weight", 1, C, 0, 0);
         add_tensor(&tb, l, "ln2.bias", 1, C, 0, 0);
+        if (l == 0) {
+            add_tensor(&tb, 0, "ln0.weight", 1, C, 0, 0);
+            add_tensor(&tb, 0, "ln0.bias", 1, C, 0, 0);
+        }
         const char* mix[6] = {"att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a", "att.x_g"};
         for (int i = 0; i < 6; i++) add_tensor(&tb, l, mix[i], 3, 1, 1, C);
         add_tensor(&tb, l, "att.w0", 3, 1, 1, C);
@@ -207,6 +208,7 @@ void rwkv7_free(RWKV7* m) {
     m->be->free(m->be, m->params_memory);
     free(m->params.blocks);
     free(m->specs);
+    free(m->file_order);
     free(m);
 }
 

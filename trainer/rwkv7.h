@@ -77,6 +77,9 @@ typedef struct RWKV7 {
     float* params_memory;    // (n_params)
     ModelParams params;      // views into params_memory
     int has_block0_vres;     // checkpoint layout: block-0 att.v0/v1/v2 present
+    int* file_order;         // spec indices in the order of the file the model was loaded from (NULL: fresh
+                             // model, written in RWKV-LM module order); keeps export -> import bit-exact
+    int n_file_order;
 } RWKV7;
 
 // Creates a model with zero parameters (buffers allocated on be). Returns NULL with e filled on bad sizes.

@@ -106,20 +106,24 @@ RWKV7* rwkv7_from_tensors(const TensorSet* s, const char* file, Backend* be, Err
             return NULL;
         }
     }
+    m->file_order = xmalloc((size_t)s->n * sizeof(int));
     for (int i = 0; i < s->n; i++) {
-        if (!rwkv7_find_spec(m, s->t[i].name)) {
+        const TensorSpec* sp = rwkv7_find_spec(m, s->t[i].name);
+        if (!sp) {
             errorf(e, "%s: unexpected tensor '%s': not part of an RWKV-7 (x070) model with %d layers", file,
                    s->t[i].name, cfg.n_layer);
             rwkv7_free(m);
             return NULL;
         }
+        m->file_order[m->n_file_order++] = (int)(sp - m->specs);
     }
     return m;
 }
 
 void rwkv7_to_tensors(const RWKV7* m, const float* base, DType dt, TensorSet* out) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const TensorSpec* sp = &m->specs[i];
+    int n = m->file_order ? m->n_file_order : m->n_tensors;
+    for (int i = 0; i < n; i++) {
+        const TensorSpec* sp = &m->specs[m->file_order ? m->file_order[i] : i];
         if (sp->unused && !m->has_block0_vres) continue;
         const float* src = base + sp->offset;
         NamedTensor* t = tensorset_add(out, sp->name, dt, sp->ndim, sp->shape, NULL);

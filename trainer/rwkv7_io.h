@@ -8,5 +8,6 @@
 RWKV7* rwkv7_from_tensors(const TensorSet* s, const char* file, Backend* be, Error* e);
 // Appends every tensor of the model (from `base`, a buffer with the parameter layout: the parameters,
 // gradients or a moment) under its official name and shape, stored as dt (DT_F32 or DT_BF16).
-// Block-0 att.v0/v1/v2 are written only if the model has them (m->has_block0_vres).
+// Block-0 att.v0/v1/v2 are written only if the model has them (m->has_block0_vres). Order: that of the file
+// the model was loaded from (so export -> import is bit-exact), else RWKV-LM module order.
 void rwkv7_to_tensors(const RWKV7* m, const float* base, DType dt, TensorSet* out);

@@ -375,14 +375,15 @@ def validate_wkv_gradcheck():
 
 
 def validate_model_fd():
-    """Directional (Richardson-extrapolated) central differences of the CE loss (no L2Wrap) of a small random model vs autograd.
-    Returns the worst relative error over a few random directions."""
+    """Directional (Richardson-extrapolated) central differences of the CE loss (no L2Wrap) of a small
+    random model vs autograd.  Returns the worst relative error over a few random directions."""
     gen = torch.Generator().manual_seed(11)
     sd = random_model(gen, n_layer=2, C=128, n_head=2, V=64, rank=32)
     tokens, targets = random_batch(gen, B=2, T=12, V=64)
     p = as_f64_leaves(sd)
     loss, _ = masked_ce(forward(p, tokens), targets)
     loss.backward()
+
     def central(dirs, h):
         with torch.no_grad():
             plus = {n: t + h * dirs[n] for n, t in p.items()}
@@ -510,6 +511,7 @@ def compare(name, got, want, rel_tol):
 
 
 def check_files():
+    """Compares the committed files with this script (see README.md); True if they agree."""
     ok = True
     committed = {}
     fresh = build_vectors()
@@ -527,7 +529,8 @@ def check_files():
                                                      "s0", "dy_weights", "dsT_weights"):
                 if n not in committed[fname] or not torch.equal(committed[fname][n], t):
                     inputs_same = False
-    print("inputs regenerate bitwise from the seed: %s" % ("yes" if inputs_same else "NO"))
+    print("inputs regenerate bitwise from the seed: %s" % (
+        "yes" if inputs_same else "NO (this torch draws other random numbers; not an error by itself)"))
     # 2. outputs recomputed from the committed inputs agree with the committed outputs
     for fname, d in recompute_outputs(committed).items():
         good = all(compare("%s[%s]" % (fname, n), t, committed[fname][n], 1e-5) for n, t in d.items())
@@ -539,7 +542,7 @@ def check_files():
         if not good:
             print("%s: key list differs from what the script writes FAIL" % fname)
         ok &= good
-    return ok and inputs_same
+    return ok
 
 
 def write_files():
