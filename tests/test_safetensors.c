@@ -3,6 +3,7 @@
 // Checks the exact bytes of a small file against the public spec, a write -> read round trip of every
 // dtype with metadata, that tensors come back in data order whatever the JSON order, and that corrupt
 // headers are rejected with one-line messages naming the file.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,30 @@ static int check_write_errors(void) {
     return f;
 }
 
+// F16 tensors become fp32 exactly: all 65536 half values against the IEEE formula evaluated in double.
+static int check_f16_conversion(void) {
+    TensorSet s;
+    tensorset_init(&s);
+    NamedTensor* t = tensorset_add(&s, "all_halves", DT_F16, 1, (int64_t[]){65536}, NULL);
+    uint16_t* h = t->data;
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    float* got = xmalloc(65536 * sizeof *got);
+    int f = check_true("tensor_to_f32 accepts F16", tensor_to_f32(t, got) == 0, "returned -1");
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        int sign = i >> 15, exp = (i >> 10) & 31, mant = i & 1023;
+        double mag = exp == 0 ? ldexp(mant, -24) : exp == 31 ? (mant ? NAN : INFINITY) : ldexp(1024 + mant, exp - 25);
+        double want = sign ? -mag : mag;
+        int same = isnan(want) ? isnan(got[i]) : ((double)got[i] == want && !signbit(got[i]) == !signbit(want));
+        bad += !same;
+    }
+    printf("f16 -> f32: %d of 65536 values differ from the IEEE formula\n", bad);
+    f += check_true("f16_to_float exact for every half (incl. subnormals, inf, NaN, -0)", bad == 0, "values differ");
+    free(got);
+    tensorset_free(&s);
+    return f;
+}
+
 int main(void) {
     int f = 0;
     f += check_exact_bytes();
@@ -217,5 +242,6 @@ int main(void) {
     f += check_data_order();
     f += check_corrupt_headers();
     f += check_write_errors();
+    f += check_f16_conversion();
     return test_summary("test_safetensors", f);
 }

@@ -16,12 +16,12 @@ static int by_prob_desc(const void* a, const void* b) {
     return ((const Prob*)a)->id - ((const Prob*)b)->id;
 }
 
-int sample_logits(const float* logits, int V, float temperature, float top_p, Rng* rng) {
+// p: scratch of V entries.
+static int sample_with(Prob* p, const float* logits, int V, float temperature, float top_p, Rng* rng) {
     int best = 0;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
     if (temperature <= 0.0f) return best;
-    Prob* p = xmalloc((size_t)V * sizeof(Prob));
     double sum = 0;
     for (int i = 0; i < V; i++) {
         p[i].p = expf((logits[i] - logits[best]) / temperature);
@@ -42,6 +42,12 @@ int sample_logits(const float* logits, int V, float temperature, float top_p, Rn
             break;
         }
     }
+    return id;
+}
+
+int sample_logits(const float* logits, int V, float temperature, float top_p, Rng* rng) {
+    Prob* p = xmalloc((size_t)V * sizeof(Prob));
+    int id = sample_with(p, logits, V, temperature, top_p, rng);
     free(p);
     return id;
 }
@@ -76,14 +82,16 @@ int generate_text(RWKV7* m, const Tokenizer* tok, const char* prompt, const Gene
     RWKV7Acts* one = rwkv7_acts_create(m, 1, 1, 0);
     Rng rng;
     rng_seed(&rng, o->seed);
+    Prob* scratch = xmalloc((size_t)V * sizeof(Prob));
     int produced = 0;
     for (; produced < o->max_tokens; produced++) {
-        int32_t id = sample_logits(logits, V, o->temperature, o->top_p, &rng);
+        int32_t id = sample_with(scratch, logits, V, o->temperature, o->top_p, &rng);
         if (id == 0 && o->stop_at_eod) break;
         emit(tok, id, out);
         rwkv7_forward(m, one, &id, st);
         memcpy(logits, one->logits, (size_t)V * sizeof(float));
     }
+    free(scratch);
     free(logits);
     free(ids);
     rwkv7_acts_free(m, one);

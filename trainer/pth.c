@@ -246,7 +246,7 @@ static int read_and_close(Archive* A, TensorSet* out, Error* e) {
     return rc;
 }
 
-int pth_read(const char* path, TensorSet* out, Error* e) {
+static int read_path(const char* path, TensorSet* out, Error* e) {
     tensorset_init(out);
     struct stat st;
     if (stat(path, &st) != 0) return errorf(e, "%s: cannot open checkpoint: %s", path, strerror(errno));
@@ -264,7 +264,7 @@ int pth_read(const char* path, TensorSet* out, Error* e) {
     return read_and_close(&A, out, e);
 }
 
-int pth_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+static int read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
     tensorset_init(out);
     zip_error_t ze;
     zip_error_init(&ze);
@@ -511,7 +511,7 @@ static int finish_file(ZipWriter* w, const char* path, int rc, Error* e) {
     return rc;
 }
 
-int pth_write(const char* path, const TensorSet* s, Error* e) {
+static int write_path(const char* path, const TensorSet* s, Error* e) {
     if (check_names(path, s, e)) return -1;
     size_t tlen = strlen(path) + 32;
     char* tmp = xmalloc(tlen);
@@ -534,3 +534,21 @@ int pth_write(const char* path, const TensorSet* s, Error* e) {
     free(tmp);
     return rc;
 }
+
+// ------------------------------------------------------------------------------------------ public API
+
+// Keeps a message on one line whatever bytes the input put into it (names, JSON excerpts).
+static int one_line(Error* e, int rc) {
+    if (rc && e)
+        for (char* c = e->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    return rc;
+}
+
+int pth_read(const char* path, TensorSet* out, Error* e) { return one_line(e, read_path(path, out, e)); }
+
+int pth_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+    return one_line(e, read_mem(buf, len, name, out, e));
+}
+
+int pth_write(const char* path, const TensorSet* s, Error* e) { return one_line(e, write_path(path, s, e)); }

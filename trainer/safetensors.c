@@ -163,7 +163,7 @@ static int header_size(const Source* S, const uint8_t size_le[8], uint64_t* hlen
     return 0;
 }
 
-int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+static int read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
     tensorset_init(out);
     Source S = {.name = name, .mem = buf, .len = len};
     if (len < 8) return errorf(e, "%s: %zu bytes is too short for a safetensors file (8-byte header size first)", name, len);
@@ -173,7 +173,7 @@ int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSe
     return read_source(&S, (const char*)buf + 8, hlen, out, e);
 }
 
-int safetensors_read(const char* path, TensorSet* out, Error* e) {
+static int read_path(const char* path, TensorSet* out, Error* e) {
     tensorset_init(out);
     FILE* f = fopen(path, "rb");
     if (!f) return errorf(e, "%s: cannot open: %s", path, strerror(errno));
@@ -260,7 +260,7 @@ static int write_body(FILE* f, const char* tmp, const TensorSet* s, const char* 
     return 0;
 }
 
-int safetensors_write(const char* path, const TensorSet* s, Error* e) {
+static int write_path(const char* path, const TensorSet* s, Error* e) {
     char* header = build_header(path, s, e);
     if (!header) return -1;
     size_t tlen = strlen(path) + 32;
@@ -277,3 +277,21 @@ int safetensors_write(const char* path, const TensorSet* s, Error* e) {
     free(tmp);
     return rc;
 }
+
+// ------------------------------------------------------------------------------------------ public API
+
+// Keeps a message on one line whatever bytes the input put into it (names, JSON excerpts).
+static int one_line(Error* e, int rc) {
+    if (rc && e)
+        for (char* c = e->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    return rc;
+}
+
+int safetensors_read(const char* path, TensorSet* out, Error* e) { return one_line(e, read_path(path, out, e)); }
+
+int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+    return one_line(e, read_mem(buf, len, name, out, e));
+}
+
+int safetensors_write(const char* path, const TensorSet* s, Error* e) { return one_line(e, write_path(path, s, e)); }

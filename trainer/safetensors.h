@@ -15,6 +15,7 @@
 #include "kernels/common.h"
 #include "trainer/tensorset.h"
 
+// `out` is initialized by the call (pass an empty or fresh set); on failure it is left empty.
 int safetensors_read(const char* path, TensorSet* out, Error* e);
 // Same from memory; `name` is used in messages in place of a path.
 int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e);

@@ -48,18 +48,18 @@ void cpu_wkv7_forward(Backend* be, float* y, float* sT, float* ckpt, const float
     #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         int bi = bh / H, h = bh % H;
-        float* S = malloc(NN * sizeof(float));   // (N, N) running state
+        // (N, N) running state: in sT itself when the caller wants it (RNN mode allocates nothing)
+        float* S = sT ? sT + (size_t)bh * NN : malloc(NN * sizeof(float));
         if (!S) fatal("out of memory in wkv7_forward");
-        if (s0) memcpy(S, s0 + (size_t)bh * NN, NN * sizeof(float));
-        else memset(S, 0, NN * sizeof(float));
+        if (s0 && S != s0 + (size_t)bh * NN) memcpy(S, s0 + (size_t)bh * NN, NN * sizeof(float));
+        else if (!s0) memset(S, 0, NN * sizeof(float));
         for (int t = 0; t < T; t++) {
             size_t o = btho(bi, t, h, T, H, N);
             wkv7_step(S, y + o, NULL, r + o, w + o, k + o, v + o, a + o, b + o, N);
             if (ckpt && (t % WKV7_CHUNK == WKV7_CHUNK - 1 || t == T - 1))
                 memcpy(ckpt + ((size_t)bh * n_chunks + t / WKV7_CHUNK) * NN, S, NN * sizeof(float));
         }
-        if (sT) memcpy(sT + (size_t)bh * NN, S, NN * sizeof(float));
-        free(S);
+        if (!sT) free(S);
     }
 }
 
