@@ -32,6 +32,19 @@ void cpu_mul(Backend* be, float* out, const float* a, const float* b, size_t n) 
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// dst (C) += sum over rows of src (N, C), in increasing row order per channel block.
+static void colsum_accumulate(float* dst, const float* src, int N, int C) {
+    int nb = (C + CBLOCK - 1) / CBLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < nb; cb++) {
+        int c0 = cb * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
+        float acc[CBLOCK] = {0};
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) acc[c - c0] += src[(size_t)n * C + c];
+        for (int c = c0; c < c1; c++) dst[c] += acc[c - c0];
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ decay
 static const float W_SCALE = -0.6065306597126334f;  // -exp(-0.5)
 
@@ -49,23 +62,15 @@ void cpu_rwkv7_decay_forward(Backend* be, float* w, float* d, const float* pre, 
 
 void cpu_rwkv7_decay_backward(Backend* be, float* dpre, float* dw0, const float* dw, const float* w, const float* d,
                               int N, int C) {
-    int nb = (C + CBLOCK - 1) / CBLOCK;
     #pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < nb; cb++) {
-        int c0 = cb * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-        float acc[CBLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            for (int c = c0; c < c1; c++) {
-                size_t i = (size_t)n * C + c;
-                float s = sigmoidf(d[i]);
-                float g = dw[i] * w[i] * W_SCALE * s * (1.0f - s);
-                dpre[i] = g;
-                acc[c - c0] += g;
-            }
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)n * C + c;
+            float s = sigmoidf(d[i]);
+            dpre[i] = dw[i] * w[i] * W_SCALE * s * (1.0f - s);
         }
-        if (dw0)
-            for (int c = c0; c < c1; c++) dw0[c] += acc[c - c0];
     }
+    if (dw0) colsum_accumulate(dw0, dpre, N, C);
 }
 
 // ------------------------------------------------------------------------------------------------ bias + sigmoid
@@ -78,22 +83,10 @@ void cpu_bias_sigmoid_forward(Backend* be, float* out, const float* inp, const f
 
 void cpu_bias_sigmoid_backward(Backend* be, float* dinp, float* dbias, const float* dout, const float* out, int N,
                                int C) {
-    int nb = (C + CBLOCK - 1) / CBLOCK;
+    size_t n = (size_t)N * C;
     #pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < nb; cb++) {
-        int c0 = cb * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-        float acc[CBLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            for (int c = c0; c < c1; c++) {
-                size_t i = (size_t)n * C + c;
-                float g = dout[i] * out[i] * (1.0f - out[i]);
-                dinp[i] = g;
-                acc[c - c0] += g;
-            }
-        }
-        if (dbias)
-            for (int c = c0; c < c1; c++) dbias[c] += acc[c - c0];
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+    if (dbias) colsum_accumulate(dbias, dinp, N, C);
 }
 
 // ------------------------------------------------------------------------------------------------ value residual
