@@ -2,7 +2,6 @@
 #include "kernels/common.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +9,21 @@
 #include <time.h>
 #include <unistd.h>
 
+// Keeps a message on one line whatever bytes its arguments brought (names, third-party messages).
+static void make_one_line(char* msg) {
+    for (unsigned char* c = (unsigned char*)msg; *c; c++) {
+        if (*c == '\n' || *c == '\r') *c = ' ';
+        else if (*c < 0x20 || *c == 0x7f) *c = '?';
+    }
+}
+
 int errorf(Error* e, const char* fmt, ...) {
     if (e) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
+        make_one_line(e->msg);
     }
     return -1;
 }
@@ -87,45 +95,59 @@ char* read_file(const char* path, size_t* len, Error* e) {
     return buf;
 }
 
+// Frees what open allocated and leaves a closed, so that a later abort does nothing.
+static void atomic_file_release(AtomicFile* a) {
+    free(a->path);
+    free(a->tmp);
+    *a = (AtomicFile){0};
+}
+
+int atomic_file_open(AtomicFile* a, const char* path, Error* e) {
+    size_t n = strlen(path) + 32;
+    *a = (AtomicFile){.path = xstrdup(path), .tmp = xmalloc(n)};
+    snprintf(a->tmp, n, "%s.tmp.%d", path, (int)getpid());
+    a->f = fopen(a->tmp, "wb");
+    if (a->f) return 0;
+    errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", path, strerror(errno));
+    atomic_file_release(a);
+    return -1;
+}
+
+int atomic_file_write(AtomicFile* a, const void* data, size_t len, Error* e) {
+    if (len == 0 || fwrite(data, 1, len, a->f) == len) return 0;
+    return errorf(e, "%s: write failed: %s (disk full?)", a->path, strerror(errno));
+}
+
+int atomic_file_commit(AtomicFile* a, Error* e) {
+    int rc = 0;
+    if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
+        rc = errorf(e, "%s: cannot flush to disk: %s (disk full?)", a->path, strerror(errno));
+    if (fclose(a->f) != 0 && rc == 0) rc = errorf(e, "%s: cannot close: %s (disk full?)", a->path, strerror(errno));
+    if (rc == 0 && rename(a->tmp, a->path) != 0)
+        rc = errorf(e, "%s: cannot rename %s over it: %s (check the path is not a directory and its directory is writable)",
+                    a->path, a->tmp, strerror(errno));
+    if (rc) unlink(a->tmp);
+    atomic_file_release(a);
+    return rc;
+}
+
+void atomic_file_abort(AtomicFile* a) {
+    if (!a->f) return;
+    fclose(a->f);
+    unlink(a->tmp);
+    atomic_file_release(a);
+}
+
+int atomic_file_finish(AtomicFile* a, int rc, Error* e) {
+    if (rc == 0) return atomic_file_commit(a, e);
+    atomic_file_abort(a);
+    return -1;
+}
+
 int write_file_atomic(const char* path, const void* data, size_t len, Error* e) {
-    size_t plen = strlen(path) + 32;
-    char* tmp = xmalloc(plen);
-    snprintf(tmp, plen, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    const char* p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            errorf(e, "%s: write failed: %s (disk full?)", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        errorf(e, "%s: cannot flush to disk: %s", tmp, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        errorf(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    AtomicFile a;
+    if (atomic_file_open(&a, path, e)) return -1;
+    return atomic_file_finish(&a, atomic_file_write(&a, data, len, e), e);
 }
 
 int mkdir_p(const char* path, Error* e) {

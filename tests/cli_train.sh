@@ -53,6 +53,27 @@ mkdir -p "$WORK/wa" "$WORK/wb"
 "$MODRWKV" export --ckpt "$WORK/resumed/checkpoints/step-00000040.safetensors" --format pth --dtype fp32 --out "$WORK/wb/w.pth" > /dev/null
 check "resumed run's final weights are bit-identical" cmp "$WORK/wa/w.pth" "$WORK/wb/w.pth"
 
+# ---- gradient accumulation: 2 x 4 sequences give the same steps as 1 x 8 (same samples, same mean loss)
+"$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/acc1" --set train.max_steps=5 > /dev/null
+"$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/acc2" --set train.max_steps=5 --set train.micro_batch=4 \
+    --set train.grad_accum=2 > /dev/null
+same_curve() {
+    $PY - "$WORK/acc1/metrics.jsonl" "$WORK/acc2/metrics.jsonl" <<'PYEOF'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+err = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print("micro 8 x 1: %s\nmicro 4 x 2: %s\nmax relative difference %.2e (tol 1e-4)" % (a, b, err))
+sys.exit(0 if len(a) == len(b) == 5 and err < 1e-4 else 1)
+PYEOF
+}
+check "gradient accumulation (4 x 2) follows the same loss curve as one batch of 8" same_curve
+
+# ---- on a terminal: a one-line progress display with loss, tokens/s and ETA
+script -qec "'$MODRWKV' train '$WORK/small.yaml' --set run_dir='$WORK/tty' --set train.max_steps=3" /dev/null > "$WORK/tty.txt"
+check "a terminal gets a carriage-return progress line with loss, tok/s and ETA" \
+    grep -qa $'\r\e\\[Kstep 3/3 | loss [0-9.]* | lr .* | [0-9]* tok/s | ETA 0:00:00' "$WORK/tty.txt"
+
 # ---- NaN: diverge on purpose after a good checkpoint
 "$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/nan" --set train.max_steps=10 > /dev/null
 sum_before=$(sha256sum "$WORK/nan/checkpoints/step-00000010.safetensors" | cut -d' ' -f1)

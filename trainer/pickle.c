@@ -522,14 +522,6 @@ static int run(Parser* P, PickleStateDict* out) {
     return result ? collect(P, result, out) : -1;
 }
 
-// Keeps a message on one line whatever bytes the input put into it (names, JSON excerpts).
-static int one_line(Error* e, int rc) {
-    if (rc && e)
-        for (char* c = e->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return rc;
-}
-
 int pickle_read_state_dict(const void* buf, size_t len, const char* name, PickleStateDict* out, Error* e) {
     Parser P = {.p = buf, .len = len, .name = name, .e = e};
     memset(out, 0, sizeof *out);
@@ -539,7 +531,7 @@ int pickle_read_state_dict(const void* buf, size_t len, const char* name, Pickle
     free(P.marks);
     free(P.memo);
     if (rc) pickle_state_dict_free(out);
-    return one_line(e, rc);
+    return rc;
 }
 
 void pickle_state_dict_free(PickleStateDict* d) {

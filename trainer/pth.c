@@ -4,14 +4,13 @@
 // pickle or the zip declares is checked against the other and against the archive length before any
 // allocation, so truncated or corrupt files end in -1 with a message, never a crash. Writing streams
 // a STORED zip (local headers padded with a torch-style "FB" extra field so every entry's data starts
-// on a 64-byte boundary) to <path>.tmp.<pid>, fsyncs it and renames it over path.
+// on a 64-byte boundary) through an AtomicFile, so path holds the whole archive or is left untouched.
 #include "trainer/pth.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <zip.h>
 #include <zlib.h>
 
@@ -246,7 +245,7 @@ static int read_and_close(Archive* A, TensorSet* out, Error* e) {
     return rc;
 }
 
-static int read_path(const char* path, TensorSet* out, Error* e) {
+int pth_read(const char* path, TensorSet* out, Error* e) {
     tensorset_init(out);
     struct stat st;
     if (stat(path, &st) != 0) return errorf(e, "%s: cannot open checkpoint: %s", path, strerror(errno));
@@ -264,7 +263,7 @@ static int read_path(const char* path, TensorSet* out, Error* e) {
     return read_and_close(&A, out, e);
 }
 
-static int read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+int pth_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
     tensorset_init(out);
     zip_error_t ze;
     zip_error_init(&ze);
@@ -296,8 +295,7 @@ typedef struct ZipEntry {
 } ZipEntry;
 
 typedef struct ZipWriter {
-    FILE* f;
-    const char* path;  // the temporary file, for messages
+    AtomicFile file;
     uint64_t off;      // bytes written so far
     ZipEntry* ents;
     int n, cap;
@@ -309,7 +307,7 @@ static uint8_t* le(uint8_t* p, uint64_t v, int nbytes) {
 }
 
 static int zw_write(ZipWriter* w, const void* p, size_t n, Error* e) {
-    if (n && fwrite(p, 1, n, w->f) != n) return errorf(e, "%s: write failed: %s (disk full?)", w->path, strerror(errno));
+    if (atomic_file_write(&w->file, p, n, e)) return -1;
     w->off += n;
     return 0;
 }
@@ -501,54 +499,16 @@ static int check_names(const char* path, const TensorSet* s, Error* e) {
     return 0;
 }
 
-static int finish_file(ZipWriter* w, const char* path, int rc, Error* e) {
-    if (rc == 0 && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
-        rc = errorf(e, "%s: cannot flush to disk: %s", w->path, strerror(errno));
-    if (fclose(w->f) != 0 && rc == 0) rc = errorf(e, "%s: cannot close: %s", w->path, strerror(errno));
-    if (rc == 0 && rename(w->path, path) != 0)
-        rc = errorf(e, "%s: cannot rename to %s: %s", w->path, path, strerror(errno));
-    if (rc) unlink(w->path);
-    return rc;
-}
-
-static int write_path(const char* path, const TensorSet* s, Error* e) {
-    if (check_names(path, s, e)) return -1;
-    size_t tlen = strlen(path) + 32;
-    char* tmp = xmalloc(tlen);
-    snprintf(tmp, tlen, "%s.tmp.%d", path, (int)getpid());
-    ZipWriter w = {.f = fopen(tmp, "wb"), .path = tmp};
-    if (!w.f) {
-        errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+int pth_write(const char* path, const TensorSet* s, Error* e) {
+    ZipWriter w = {0};
+    if (check_names(path, s, e) || atomic_file_open(&w.file, path, e)) return -1;
     size_t pkl_len;
     uint8_t* pkl = describe(s, &pkl_len);
     char* prefix = archive_stem(path);
-    int rc = write_entries(&w, prefix, s, pkl, pkl_len, e);
-    rc = finish_file(&w, path, rc, e);
+    int rc = atomic_file_finish(&w.file, write_entries(&w, prefix, s, pkl, pkl_len, e), e);
     for (int i = 0; i < w.n; i++) free(w.ents[i].name);
     free(w.ents);
     free(prefix);
     free(pkl);
-    free(tmp);
     return rc;
 }
-
-// ------------------------------------------------------------------------------------------ public API
-
-// Keeps a message on one line whatever bytes the input put into it (names, JSON excerpts).
-static int one_line(Error* e, int rc) {
-    if (rc && e)
-        for (char* c = e->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return rc;
-}
-
-int pth_read(const char* path, TensorSet* out, Error* e) { return one_line(e, read_path(path, out, e)); }
-
-int pth_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
-    return one_line(e, read_mem(buf, len, name, out, e));
-}
-
-int pth_write(const char* path, const TensorSet* s, Error* e) { return one_line(e, write_path(path, s, e)); }

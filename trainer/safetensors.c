@@ -2,8 +2,8 @@
 //
 // Contract: the header is parsed with jansson and fully validated against the file length before any
 // tensor memory is allocated; tensor bytes are then copied (from memory) or read straight into each
-// tensor (from a file, so a checkpoint is never held twice). Writing streams to <path>.tmp.<pid>,
-// fsyncs and renames.
+// tensor (from a file, so a checkpoint is never held twice). Writing streams through an AtomicFile,
+// so path holds the whole file or is left untouched.
 #include "trainer/safetensors.h"
 
 #include <errno.h>
@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 enum { MAX_HEADER = 100 * 1000 * 1000 };  // the spec's limit on the JSON header
 
@@ -163,7 +162,7 @@ static int header_size(const Source* S, const uint8_t size_le[8], uint64_t* hlen
     return 0;
 }
 
-static int read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
+int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
     tensorset_init(out);
     Source S = {.name = name, .mem = buf, .len = len};
     if (len < 8) return errorf(e, "%s: %zu bytes is too short for a safetensors file (8-byte header size first)", name, len);
@@ -173,7 +172,7 @@ static int read_mem(const void* buf, size_t len, const char* name, TensorSet* ou
     return read_source(&S, (const char*)buf + 8, hlen, out, e);
 }
 
-static int read_path(const char* path, TensorSet* out, Error* e) {
+int safetensors_read(const char* path, TensorSet* out, Error* e) {
     tensorset_init(out);
     FILE* f = fopen(path, "rb");
     if (!f) return errorf(e, "%s: cannot open: %s", path, strerror(errno));
@@ -244,54 +243,25 @@ static char* build_header(const char* path, const TensorSet* s, Error* e) {
     return text;
 }
 
-static int write_all(FILE* f, const char* tmp, const void* p, size_t n, Error* e) {
-    if (n && fwrite(p, 1, n, f) != n) return errorf(e, "%s: write failed: %s (disk full?)", tmp, strerror(errno));
-    return 0;
-}
-
-static int write_body(FILE* f, const char* tmp, const TensorSet* s, const char* header, Error* e) {
+// 8-byte little-endian header size, the header padded with spaces to a multiple of 8, the data.
+static int write_body(AtomicFile* f, const TensorSet* s, const char* header, Error* e) {
     size_t hlen = strlen(header), padded = (hlen + 7) / 8 * 8;
     uint8_t size_le[8];
     for (int i = 0; i < 8; i++) size_le[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     static const char spaces[8] = "        ";
-    if (write_all(f, tmp, size_le, 8, e) || write_all(f, tmp, header, hlen, e) || write_all(f, tmp, spaces, padded - hlen, e)) return -1;
+    if (atomic_file_write(f, size_le, 8, e) || atomic_file_write(f, header, hlen, e) ||
+        atomic_file_write(f, spaces, padded - hlen, e))
+        return -1;
     for (int i = 0; i < s->n; i++)
-        if (write_all(f, tmp, s->t[i].data, tensor_nbytes(&s->t[i]), e)) return -1;
+        if (atomic_file_write(f, s->t[i].data, tensor_nbytes(&s->t[i]), e)) return -1;
     return 0;
 }
 
-static int write_path(const char* path, const TensorSet* s, Error* e) {
+int safetensors_write(const char* path, const TensorSet* s, Error* e) {
     char* header = build_header(path, s, e);
-    if (!header) return -1;
-    size_t tlen = strlen(path) + 32;
-    char* tmp = xmalloc(tlen);
-    snprintf(tmp, tlen, "%s.tmp.%d", path, (int)getpid());
-    FILE* f = fopen(tmp, "wb");
-    int rc = f ? write_body(f, tmp, s, header, e)
-               : errorf(e, "%s: cannot create: %s (check the directory exists and is writable)", tmp, strerror(errno));
-    if (f && rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) rc = errorf(e, "%s: cannot flush to disk: %s", tmp, strerror(errno));
-    if (f && fclose(f) != 0 && rc == 0) rc = errorf(e, "%s: cannot close: %s", tmp, strerror(errno));
-    if (f && rc == 0 && rename(tmp, path) != 0) rc = errorf(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-    if (f && rc) unlink(tmp);
+    AtomicFile f;
+    int rc = header ? atomic_file_open(&f, path, e) : -1;
+    if (rc == 0) rc = atomic_file_finish(&f, write_body(&f, s, header, e), e);
     free(header);
-    free(tmp);
     return rc;
 }
-
-// ------------------------------------------------------------------------------------------ public API
-
-// Keeps a message on one line whatever bytes the input put into it (names, JSON excerpts).
-static int one_line(Error* e, int rc) {
-    if (rc && e)
-        for (char* c = e->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return rc;
-}
-
-int safetensors_read(const char* path, TensorSet* out, Error* e) { return one_line(e, read_path(path, out, e)); }
-
-int safetensors_read_mem(const void* buf, size_t len, const char* name, TensorSet* out, Error* e) {
-    return one_line(e, read_mem(buf, len, name, out, e));
-}
-
-int safetensors_write(const char* path, const TensorSet* s, Error* e) { return one_line(e, write_path(path, s, e)); }

@@ -30,7 +30,14 @@ typedef struct TrainRun {
     Batch batch;
     TrainState st;
     FILE* metrics;
+    int line_open;           // a progress line without its newline is on the terminal
 } TrainRun;
+
+// Ends the terminal's progress line (if any) so that the next message starts on its own line.
+static void close_progress_line(TrainRun* r) {
+    if (r->line_open) printf("\n");
+    r->line_open = 0;
+}
 
 // ---------------------------------------------------------------------------------------------------- set-up
 
@@ -219,7 +226,7 @@ static int save(TrainRun* r, Error* e) {
     char* path = checkpoint_path(r->cfg->run_dir, r->st.step);
     int rc = checkpoint_save(path, r->model, &r->optim, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
     if (rc == 0) checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
-    if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);
+    if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);  // a terminal keeps its one line
     free(path);
     return rc;
 }
@@ -242,6 +249,7 @@ static void report_step(TrainRun* r, float loss, double norm, float lr, double s
         printf("\r\033[Kstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s", r->st.step, t->max_steps, loss, lr,
                tps, eta);
         fflush(stdout);
+        r->line_open = 1;
     } else if (t->log_every > 0 && (r->st.step % t->log_every == 0 || r->st.step == t->max_steps)) {
         printf("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s\n", r->st.step, t->max_steps,
                loss, lr, norm, tps, eta);
@@ -252,7 +260,8 @@ static void report_eval(TrainRun* r, double val) {
     if (isnan(val)) return;
     fprintf(r->metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", r->st.step, val);
     fflush(r->metrics);
-    printf("%seval step %d | val loss %.4f\n", r->opt->progress ? "\n" : "", r->st.step, val);
+    close_progress_line(r);
+    printf("eval step %d | val loss %.4f\n", r->st.step, val);
 }
 
 static int loop(TrainRun* r, Error* e) {
@@ -270,12 +279,12 @@ static int loop(TrainRun* r, Error* e) {
         if ((t->save_every > 0 && r->st.step % t->save_every == 0) || last || stop)
             if (save(r, e) != 0) return -1;
         if (stop && !last) {
-            printf("%sstopped after step %d as asked (--stop-at-step); continue with --resume auto\n",
-                   r->opt->progress ? "\n" : "", r->st.step);
+            close_progress_line(r);
+            printf("stopped after step %d as asked (--stop-at-step); continue with --resume auto\n", r->st.step);
             return 0;
         }
     }
-    if (r->opt->progress) printf("\n");
+    close_progress_line(r);
     return 0;
 }
 
@@ -290,6 +299,7 @@ int train_run(const Config* cfg, const TrainOptions* opt, Error* e) {
                cfg->train.max_steps, cfg->train.grad_accum, cfg->train.micro_batch, cfg->train.ctx_len);
         rc = loop(&r, e);
     }
+    close_progress_line(&r);
     if (rc == 0) printf("done: %d steps, %" PRIu64 " tokens, %.1f s\n", r.st.step, r.st.tokens_seen, r.st.elapsed_s);
     teardown(&r);
     return rc;
