@@ -115,14 +115,15 @@ int atomic_file_open(AtomicFile* a, const char* path, Error* e) {
 
 int atomic_file_write(AtomicFile* a, const void* data, size_t len, Error* e) {
     if (len == 0 || fwrite(data, 1, len, a->f) == len) return 0;
-    return errorf(e, "%s: write failed: %s (disk full?)", a->path, strerror(errno));
+    return errorf(e, "%s: write failed: %s (check free disk space and file size limits)", a->path, strerror(errno));
 }
 
 int atomic_file_commit(AtomicFile* a, Error* e) {
     int rc = 0;
     if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
-        rc = errorf(e, "%s: cannot flush to disk: %s (disk full?)", a->path, strerror(errno));
-    if (fclose(a->f) != 0 && rc == 0) rc = errorf(e, "%s: cannot close: %s (disk full?)", a->path, strerror(errno));
+        rc = errorf(e, "%s: cannot flush to disk: %s (check free disk space and file size limits)", a->path, strerror(errno));
+    if (fclose(a->f) != 0 && rc == 0)
+        rc = errorf(e, "%s: cannot close: %s (check free disk space and file size limits)", a->path, strerror(errno));
     if (rc == 0 && rename(a->tmp, a->path) != 0)
         rc = errorf(e, "%s: cannot rename %s over it: %s (check the path is not a directory and its directory is writable)",
                     a->path, a->tmp, strerror(errno));

@@ -3,10 +3,12 @@
 // Contract (DESIGN.md, "The kernel API"):
 // - The model is written once against the table `KernelOps`; each backend (cpu/, later cuda/) fills it.
 // - Operations take buffers the caller allocated through the backend (be->alloc) and shapes; they never
-//   allocate, never open files and know nothing of models, ranks or names.
+//   allocate device memory, never open files and know nothing of models, ranks or names. (CPU ops may
+//   take small host scratch for per-row intermediates, e.g. the (N, H) sums of kprep/bonus backward.)
 // - Layout is row-major and contiguous. Activations are (B, T, C) with C fastest; (N, C) means N rows.
-// - Gradient convention (as llm.c): gradients of PARAMETERS always accumulate (+=). Gradients of
-//   ACTIVATIONS are written (=) unless the comment of the op says "+=" (the residual stream).
+// - Gradient convention (as llm.c): gradients of PARAMETERS always accumulate (+=) and may be NULL (a
+//   frozen parameter: its gradient is not computed). Gradients of ACTIVATIONS are written (=) unless the
+//   comment of the op says "+=" (the residual stream).
 // - Results are deterministic for a fixed backend configuration (thread count): reductions over rows
 //   are done in a fixed order, never with racy atomics.
 // - CPU backend: fp32 everywhere, OpenBLAS sgemm, OpenMP threads.
@@ -127,7 +129,8 @@ typedef struct KernelOps {
     // wa = -kk; wb = kk * a (the WKV7 a and b inputs).
     void (*rwkv7_kprep_forward)(Backend* be, float* kk, float* kmod, float* wa, float* wb, const float* k0, const float* a,
                                 const float* k_k, const float* k_a, int N, int C, int hs);
-    // dk0 = ..., da = ... (from kmod and wb); dk_k += ..., dk_a += ... (sums over rows).
+    // dk0 = ..., da = ... (from kmod and wb); dk_k += ..., dk_a += ... (sums over rows). There is no dkk
+    // input: kk reaches the loss only through wa = -kk and wb, so its gradient arrives in dwa and dwb.
     void (*rwkv7_kprep_backward)(Backend* be, float* dk0, float* da, float* dk_k, float* dk_a, const float* dkmod,
                                  const float* dwa, const float* dwb, const float* k0, const float* a, const float* kk,
                                  const float* k_k, const float* k_a, int N, int C, int hs);

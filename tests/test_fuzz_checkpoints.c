@@ -109,8 +109,7 @@ static void record(Outcome* o, int rc, const Error* e, const char* name, int bad
         return;
     }
     o->rejected++;
-    int ok = rc == -1 && e->msg[0] && !strchr(e->msg, '\n') && strstr(e->msg, name);
-    if (!ok) {
+    if (!is_clean_rejection(rc, e, name)) {
         o->violations++;
         printf("  %s: bad rejection (rc %d): '%s'\n", o->target, rc, e->msg);
     }
@@ -164,20 +163,18 @@ typedef struct PklLoc {
     size_t data, len, local_crc, central_crc, cd_start;
 } PklLoc;
 
-static uint32_t rd16(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t rd32(const uint8_t* p) { return rd16(p) | rd16(p + 2) << 16; }
-
 static PklLoc locate_pickle(const uint8_t* f, size_t len) {
     PklLoc L = {0};
-    uint32_t count = rd16(f + len - 22 + 10), cd = rd32(f + len - 22 + 16);
+    uint32_t count = test_le16(f + len - 22 + 10), cd = test_le32(f + len - 22 + 16);
     L.cd_start = cd;
     for (uint32_t i = 0; i < count; i++) {
-        uint32_t nlen = rd16(f + cd + 28), xlen = rd16(f + cd + 30), clen = rd16(f + cd + 32), off = rd32(f + cd + 42);
+        uint32_t nlen = test_le16(f + cd + 28), xlen = test_le16(f + cd + 30), clen = test_le16(f + cd + 32);
+        uint32_t off = test_le32(f + cd + 42);
         if (nlen >= 8 && memcmp(f + cd + 46 + nlen - 8, "data.pkl", 8) == 0) {
             L.central_crc = cd + 16;
             L.local_crc = off + 14;
-            L.data = off + 30 + rd16(f + off + 26) + rd16(f + off + 28);
-            L.len = rd32(f + cd + 24);
+            L.data = off + 30 + test_le16(f + off + 26) + test_le16(f + off + 28);
+            L.len = test_le32(f + cd + 24);
         }
         cd += 46 + nlen + xlen + clen;
     }
@@ -235,7 +232,7 @@ static int fuzz_pickle(const uint8_t* pkl, size_t len) {
 
 static int fuzz_safetensors(const uint8_t* file, size_t len) {
     Outcome o = {.target = "(c) safetensors -> safetensors_read_mem"};
-    size_t header_end = 8 + (size_t)rd32(file);
+    size_t header_end = 8 + (size_t)test_le32(file);
     uint64_t seed = 3;
     double t0 = now_seconds();
     for (int it = 0; it < MAX_ITERS && now_seconds() - t0 < kSecondsPerTarget; it++) {

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zip.h>
 
 #include "kernels/bf16.h"
@@ -35,24 +34,6 @@ static int same_names_and_shapes(const char* label, const TensorSet* a, const Te
     return check_true(label, ok, "names, order or shapes differ");
 }
 
-// Same names in the same order, dtypes, shapes and bytes.
-static int same_sets(const char* label, const TensorSet* a, const TensorSet* b) {
-    char detail[256] = "";
-    int ok = a->n == b->n;
-    if (!ok) snprintf(detail, sizeof detail, "%d vs %d tensors", a->n, b->n);
-    for (int i = 0; ok && i < a->n; i++) {
-        const NamedTensor *x = &a->t[i], *y = &b->t[i];
-        ok = strcmp(x->name, y->name) == 0 && x->dtype == y->dtype && x->ndim == y->ndim &&
-             memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof x->shape[0]) == 0 &&
-             memcmp(x->data, y->data, tensor_nbytes(x)) == 0;
-        if (!ok) snprintf(detail, sizeof detail, "tensor %d ('%s' vs '%s') differs", i, x->name, y->name);
-    }
-    return check_true(label, ok, detail);
-}
-
-static uint32_t rd16(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t rd32(const uint8_t* p) { return rd16(p) | rd16(p + 2) << 16; }
-
 // Every zip entry's data must start on a 64-byte boundary (torch mmap-loads with that alignment).
 // Walks the central directory of a small file without comment: EOCD is the last 22 bytes.
 static int check_alignment(const char* label, const char* path) {
@@ -64,10 +45,11 @@ static int check_alignment(const char* label, const char* path) {
         return check_true(label, 0, "cannot read the file");
     }
     const uint8_t* eocd = f + len - 22;
-    uint32_t count = rd16(eocd + 10), cd = rd32(eocd + 16), misaligned = 0, seen = 0;
+    uint32_t count = test_le16(eocd + 10), cd = test_le32(eocd + 16), misaligned = 0, seen = 0;
     for (uint32_t i = 0; i < count && cd + 46 <= len; i++, seen++) {
-        uint32_t nlen = rd16(f + cd + 28), xlen = rd16(f + cd + 30), clen = rd16(f + cd + 32), off = rd32(f + cd + 42);
-        uint32_t data = off + 30 + rd16(f + off + 26) + rd16(f + off + 28);
+        uint32_t nlen = test_le16(f + cd + 28), xlen = test_le16(f + cd + 30), clen = test_le16(f + cd + 32);
+        uint32_t off = test_le32(f + cd + 42);
+        uint32_t data = off + 30 + test_le16(f + off + 26) + test_le16(f + off + 28);
         misaligned += data % 64 != 0;
         cd += 46 + nlen + xlen + clen;
     }
@@ -103,14 +85,6 @@ static void write_checkpoint(const char* path, const void* pkl, size_t pkl_len, 
     const void* data[] = {pkl, s0, s1};
     size_t lens[] = {pkl_len, n0, n1};
     if (write_zip(path, s1 ? 3 : (s0 ? 2 : 1), names, data, lens)) fatal("test: cannot write %s", path);
-}
-
-// A rejected input: -1 and a non-empty one-line message that names the file (and says what).
-static int expect_reject(const char* label, int rc, const Error* e, const char* fname, const char* must_contain) {
-    printf("  %s -> rc %d: %s\n", label, rc, e->msg);
-    int ok = rc == -1 && e->msg[0] && !strchr(e->msg, '\n') && strstr(e->msg, fname) &&
-             (!must_contain || strstr(e->msg, must_contain));
-    return check_true(label, ok, "expected -1 with a one-line message naming the file");
 }
 
 // ------------------------------------------------------------------------------------------ checks
@@ -155,12 +129,10 @@ static int check_roundtrip(const char* label, const TensorSet* s, const char* ou
     TensorSet back;
     int f = 0;
     if (pth_write(out, s, &e)) return check_true(label, 0, e.msg);
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    f += check_true("no temporary file left behind", access(tmp, F_OK) != 0, tmp);
+    f += check_no_temp_file(out);
     f += check_alignment("written entries are 64-byte aligned", out);
     if (pth_read(out, &back, &e)) return f + check_true(label, 0, e.msg);
-    f += same_sets(label, s, &back);
+    f += check_same_tensorsets(label, s, &back);
     tensorset_free(&back);
     return f;
 }
@@ -289,33 +261,33 @@ static int check_bad_pickles(void) {
     return f;
 }
 
+// A checkpoint of the one tensor t over a storage holding `st` must be rejected.
+static int reject_one_tensor(const char* label, const PickleTensor* t, const void* st, size_t st_bytes, const char* must_contain) {
+    const char* path = "test_pth_short_storage.pth";
+    size_t pkl_len;
+    uint8_t* pkl = pickle_write_state_dict(t, 1, &pkl_len);
+    write_checkpoint(path, pkl, pkl_len, st, st_bytes, NULL, 0);
+    free(pkl);
+    TensorSet s;
+    Error e;
+    return expect_reject(label, pth_read(path, &s, &e), &e, path, must_contain);
+}
+
 static int check_bad_storages(void) {
     Error e;
     TensorSet s;
     int f = 0;
     float st[10] = {0};
     PickleTensor t = {.name = "w", .dtype = DT_F32, .storage_key = "0", .storage_numel = 16, .ndim = 1, .shape = {16}, .stride = {1}};
-    size_t pkl_len;
-    const char* path = "test_pth_short_storage.pth";
-    uint8_t* pkl = pickle_write_state_dict(&t, 1, &pkl_len);
-    write_checkpoint(path, pkl, pkl_len, st, sizeof st, NULL, 0);
-    free(pkl);
-    f += expect_reject("storage entry shorter than declared", pth_read(path, &s, &e), &e, path, "data/0");
-
+    f += reject_one_tensor("storage entry shorter than declared", &t, st, sizeof st, "data/0");
     t.storage_numel = 10;  // a [16] view of a 10-element storage
-    pkl = pickle_write_state_dict(&t, 1, &pkl_len);
-    write_checkpoint(path, pkl, pkl_len, st, sizeof st, NULL, 0);
-    free(pkl);
-    f += expect_reject("tensor larger than its storage", pth_read(path, &s, &e), &e, path, "'w'");
-
+    f += reject_one_tensor("tensor larger than its storage", &t, st, sizeof st, "'w'");
     t.shape[0] = 2, t.offset = 9;  // elements 9 and 10 of a 10-element storage
-    pkl = pickle_write_state_dict(&t, 1, &pkl_len);
-    write_checkpoint(path, pkl, pkl_len, st, sizeof st, NULL, 0);
-    free(pkl);
-    f += expect_reject("storage offset + size past the storage end", pth_read(path, &s, &e), &e, path, "element 11");
+    f += reject_one_tensor("storage offset + size past the storage end", &t, st, sizeof st, "element 11");
 
     t.offset = 0;
-    pkl = pickle_write_state_dict(&t, 1, &pkl_len);
+    size_t pkl_len;
+    uint8_t* pkl = pickle_write_state_dict(&t, 1, &pkl_len);
     const char* be_path = "test_pth_big_endian.pth";
     write_zip(be_path, 3, (const char*[]){"a/data.pkl", "a/byteorder", "a/data/0"}, (const void*[]){pkl, "big", st},
               (size_t[]){pkl_len, 3, sizeof st});
@@ -333,6 +305,13 @@ static int check_bad_writes(void) {
     f += expect_reject("writing into a missing directory", pth_write("no_such_dir/x.pth", &one, &e), &e, "no_such_dir/x.pth", NULL);
     tensorset_add(&one, "x", DT_F32, 1, (int64_t[]){2}, NULL);
     f += expect_reject("writing two tensors with one name", pth_write("test_pth_dup.pth", &one, &e), &e, "test_pth_dup.pth", "'x'");
+    tensorset_free(&one);
+    tensorset_init(&one);
+    tensorset_add(&one, "x", DT_F32, 1, (int64_t[]){2}, NULL);
+    const char* dir = "test_pth_is_a_directory.pth";
+    if (mkdir_p(dir, &e)) fatal("%s", e.msg);
+    f += expect_reject("writing over a directory (the final rename fails)", pth_write(dir, &one, &e), &e, dir, "rename");
+    f += check_no_temp_file(dir);
     tensorset_free(&one);
     return f;
 }

@@ -1,13 +1,15 @@
 // test_safetensors.c — specification of the safetensors reader and writer (trainer/safetensors.h).
 //
 // Checks the exact bytes of a small file against the public spec, a write -> read round trip of every
-// dtype with metadata, that tensors come back in data order whatever the JSON order, and that corrupt
-// headers are rejected with one-line messages naming the file.
+// dtype with metadata, that tensors come back in data order whatever the JSON order, that corrupt
+// headers are rejected with one-line messages naming the file, and that a write failing midway
+// leaves the previous file untouched and no temporary file behind.
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/resource.h>
 
 #include "tests/testutil.h"
 #include "trainer/safetensors.h"
@@ -25,27 +27,6 @@ static Image make_image(const char* header, const void* data, size_t dlen) {
     memcpy(im.p + 8, header, hlen);
     if (dlen) memcpy(im.p + 8 + hlen, data, dlen);
     return im;
-}
-
-static int same_sets(const char* label, const TensorSet* a, const TensorSet* b) {
-    char detail[256] = "";
-    int ok = a->n == b->n;
-    if (!ok) snprintf(detail, sizeof detail, "%d vs %d tensors", a->n, b->n);
-    for (int i = 0; ok && i < a->n; i++) {
-        const NamedTensor *x = &a->t[i], *y = &b->t[i];
-        ok = strcmp(x->name, y->name) == 0 && x->dtype == y->dtype && x->ndim == y->ndim &&
-             memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof x->shape[0]) == 0 &&
-             memcmp(x->data, y->data, tensor_nbytes(x)) == 0;
-        if (!ok) snprintf(detail, sizeof detail, "tensor %d ('%s' vs '%s') differs", i, x->name, y->name);
-    }
-    return check_true(label, ok, detail);
-}
-
-static int expect_reject(const char* label, int rc, const Error* e, const char* fname, const char* must_contain) {
-    printf("  %s -> rc %d: %s\n", label, rc, e->msg);
-    int ok = rc == -1 && e->msg[0] && !strchr(e->msg, '\n') && strstr(e->msg, fname) &&
-             (!must_contain || strstr(e->msg, must_contain));
-    return check_true(label, ok, "expected -1 with a one-line message naming the file");
 }
 
 // {"a": F32 [2] = {1, 2}} is exactly: u64 56, the compact header padded with spaces to 56, 8 data bytes.
@@ -99,21 +80,19 @@ static int check_roundtrip(void) {
     fill_all_dtypes(&s);
     const char* path = "test_safetensors_all.safetensors";
     int f = check_true("write all dtypes with metadata", safetensors_write(path, &s, &e) == 0, e.msg);
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    f += check_true("no temporary file left behind", access(tmp, F_OK) != 0, tmp);
+    f += check_no_temp_file(path);
     if (safetensors_read(path, &back, &e)) {
         tensorset_free(&s);
         return f + check_true("read all dtypes back", 0, e.msg);
     }
     printf("round trip: %d tensors, metadata %s\n", back.n, back.metadata ? back.metadata : "(none)");
-    f += same_sets("round trip: names, order, dtypes, shapes, bytes", &s, &back);
+    f += check_same_tensorsets("round trip: names, order, dtypes, shapes, bytes", &s, &back);
     f += check_true("round trip: metadata text", back.metadata && strcmp(back.metadata, s.metadata) == 0, "metadata differs");
     size_t len;
     uint8_t* img = (uint8_t*)read_file(path, &len, &e);
     TensorSet mem;
     f += check_true("read from memory == read from file", img && safetensors_read_mem(img, len, "mem", &mem, &e) == 0, e.msg);
-    if (img && mem.t) f += same_sets("memory read", &s, &mem);
+    if (img && mem.t) f += check_same_tensorsets("memory read", &s, &mem);
     tensorset_free(&mem);
     free(img);
     tensorset_free(&back);
@@ -143,37 +122,50 @@ static int check_data_order(void) {
     return f;
 }
 
-static int reject_header(const char* label, const char* header, size_t dlen, const char* must_contain) {
+// A header, the number of (zero) data bytes after it, and a word the rejection message must contain.
+typedef struct BadHeader {
+    const char* label;
+    const char* header;
+    size_t data_len;
+    const char* must_contain;
+} BadHeader;
+
+static const BadHeader kBadHeaders[] = {
+    {"bad JSON", "{\"a\":{\"dtype\":\"F32\",", 0, "JSON"},
+    {"header is not an object", "[1,2]", 0, "not an object"},
+    {"offsets past the data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "'a'"},
+    {"overlapping tensors",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+     12, "overlap"},
+    {"hole between tensors",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+     12, "no tensor"},
+    {"trailing bytes after the last tensor", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, "no tensor"},
+    {"size disagrees with shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'"},
+    {"unknown dtype", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[8],\"data_offsets\":[0,8]}}", 8, "F8_E4M3"},
+    {"end before begin", "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8, "'a'"},
+    {"negative dimension", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, "'a'"},
+    {"missing data_offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, "'a'"},
+    {"metadata value not a string", "{\"__metadata__\":{\"step\":5}}", 0, "step"},
+    {"duplicate tensor name",
+     "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+     2, "JSON"},
+};
+
+static int reject_header(const BadHeader* b) {
     uint8_t data[64] = {0};
-    Image im = make_image(header, data, dlen);
+    Image im = make_image(b->header, data, b->data_len);
     TensorSet s;
     Error e;
-    int f = expect_reject(label, safetensors_read_mem(im.p, im.len, "bad.safetensors", &s, &e), &e, "bad.safetensors", must_contain);
+    int f = expect_reject(b->label, safetensors_read_mem(im.p, im.len, "bad.safetensors", &s, &e), &e, "bad.safetensors",
+                          b->must_contain);
     free(im.p);
     return f;
 }
 
 static int check_corrupt_headers(void) {
     int f = 0;
-    f += reject_header("bad JSON", "{\"a\":{\"dtype\":\"F32\",", 0, "JSON");
-    f += reject_header("header is not an object", "[1,2]", 0, "not an object");
-    f += reject_header("offsets past the data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "'a'");
-    f += reject_header("overlapping tensors",
-                       "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-                       12, "overlap");
-    f += reject_header("hole between tensors",
-                       "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
-                       12, "no tensor");
-    f += reject_header("trailing bytes after the last tensor", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, "no tensor");
-    f += reject_header("size disagrees with shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'");
-    f += reject_header("unknown dtype", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[8],\"data_offsets\":[0,8]}}", 8, "F8_E4M3");
-    f += reject_header("end before begin", "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8, "'a'");
-    f += reject_header("negative dimension", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, "'a'");
-    f += reject_header("missing data_offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, "'a'");
-    f += reject_header("metadata value not a string", "{\"__metadata__\":{\"step\":5}}", 0, "step");
-    f += reject_header("duplicate tensor name",
-                       "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
-                       2, "JSON");
+    for (size_t i = 0; i < sizeof kBadHeaders / sizeof kBadHeaders[0]; i++) f += reject_header(&kBadHeaders[i]);
 
     TensorSet s;
     Error e;
@@ -211,6 +203,34 @@ static int check_write_errors(void) {
     return f;
 }
 
+// A write that fails midway (here: past the process's file size limit) keeps the previous file
+// intact and leaves no temporary file behind.
+static int check_failed_write_is_atomic(void) {
+    const char* path = "test_safetensors_limit.safetensors";
+    Error e;
+    if (write_file_atomic(path, "previous", 8, &e)) fatal("%s", e.msg);
+    TensorSet s;
+    tensorset_init(&s);
+    tensorset_add(&s, "big", DT_F32, 1, (int64_t[]){1 << 16}, NULL);  // 256 KiB, past the 4 KiB limit
+    struct rlimit old, lim;
+    int f = check_true("lower the file size limit to 4 KiB", getrlimit(RLIMIT_FSIZE, &old) == 0, "getrlimit failed");
+    lim = old;
+    lim.rlim_cur = 4096;
+    signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead of killing the process
+    f += check_true("  (setrlimit)", setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit failed");
+    int rc = safetensors_write(path, &s, &e);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_DFL);
+    tensorset_free(&s);
+    f += expect_reject("write failing midway (file size limit)", rc, &e, path, "write failed");
+    f += check_no_temp_file(path);
+    size_t len = 0;
+    char* kept = read_file(path, &len, &e);
+    f += check_true("the previous file is untouched", kept && len == 8 && memcmp(kept, "previous", 8) == 0, "file changed");
+    free(kept);
+    return f;
+}
+
 // F16 tensors become fp32 exactly: all 65536 half values against the IEEE formula evaluated in double.
 static int check_f16_conversion(void) {
     TensorSet s;
@@ -242,6 +262,7 @@ int main(void) {
     f += check_data_order();
     f += check_corrupt_headers();
     f += check_write_errors();
+    f += check_failed_write_is_atomic();
     f += check_f16_conversion();
     return test_summary("test_safetensors", f);
 }

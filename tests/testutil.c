@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "trainer/tensorset.h"
 
 const char* src_path(const char* rel) {
     static char buf[8][4096];
@@ -81,6 +84,41 @@ void test_fill_uniform(TestRng* r, float* x, size_t n, float lo, float hi) {
 void test_poison(float* x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
+
+int is_clean_rejection(int rc, const Error* e, const char* name) {
+    int one_line = 1;
+    for (const unsigned char* c = (const unsigned char*)e->msg; *c; c++) one_line &= *c >= 0x20 && *c != 0x7f;
+    return rc == -1 && e->msg[0] && one_line && strstr(e->msg, name);
+}
+
+int expect_reject(const char* label, int rc, const Error* e, const char* name, const char* must_contain) {
+    printf("  %s -> rc %d: %s\n", label, rc, e->msg);
+    int ok = is_clean_rejection(rc, e, name) && (!must_contain || strstr(e->msg, must_contain));
+    return check_true(label, ok, "expected -1 with a one-line message naming the file");
+}
+
+int check_same_tensorsets(const char* label, const TensorSet* a, const TensorSet* b) {
+    char detail[256] = "";
+    int ok = a->n == b->n;
+    if (!ok) snprintf(detail, sizeof detail, "%d vs %d tensors", a->n, b->n);
+    for (int i = 0; ok && i < a->n; i++) {
+        const NamedTensor *x = &a->t[i], *y = &b->t[i];
+        ok = strcmp(x->name, y->name) == 0 && x->dtype == y->dtype && x->ndim == y->ndim &&
+             memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof x->shape[0]) == 0 &&
+             memcmp(x->data, y->data, tensor_nbytes(x)) == 0;
+        if (!ok) snprintf(detail, sizeof detail, "tensor %d ('%s' vs '%s') differs", i, x->name, y->name);
+    }
+    return check_true(label, ok, detail);
+}
+
+int check_no_temp_file(const char* path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    return check_true("no temporary file left behind", access(tmp, F_OK) != 0, tmp);
+}
+
+uint32_t test_le16(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+uint32_t test_le32(const uint8_t* p) { return test_le16(p) | test_le16(p + 2) << 16; }
 
 int test_summary(const char* program, int failures) {
     if (failures) printf("%s: %d checks FAILED\n", program, failures);

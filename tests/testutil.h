@@ -24,6 +24,24 @@ void test_fill_uniform(TestRng* r, float* x, size_t n, float lo, float hi);
 // Fills with NaN so that a kernel that forgets to write an output is caught ("poisoned" outputs).
 void test_poison(float* x, size_t n);
 
+// ---- readers and writers of files (struct Error: kernels/common.h; struct TensorSet: trainer/tensorset.h)
+struct Error;
+struct TensorSet;
+
+// 1 when a call failed the documented way: rc == -1 and a non-empty message on one line (no control
+// characters) that contains `name` (the file or input name).
+int is_clean_rejection(int rc, const struct Error* e, const char* name);
+// Prints "  label -> rc N: message" and checks is_clean_rejection and, when must_contain is not NULL,
+// that the message contains it; returns 1 on failure.
+int expect_reject(const char* label, int rc, const struct Error* e, const char* name, const char* must_contain);
+// Same names in the same order, dtypes, shapes and bytes; returns 1 on failure.
+int check_same_tensorsets(const char* label, const struct TensorSet* a, const struct TensorSet* b);
+// After a write to path by this process: no temporary file <path>.tmp.<pid> is left; returns 1 on failure.
+int check_no_temp_file(const char* path);
+// Little-endian 16- and 32-bit values, for walking binary formats.
+uint32_t test_le16(const uint8_t* p);
+uint32_t test_le32(const uint8_t* p);
+
 // Ends a test program: prints "<program>: N checks failed" or "... all checks passed" and returns
 // the exit status to pass to main's return.
 int test_summary(const char* program, int failures);
