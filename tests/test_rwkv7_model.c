@@ -136,17 +136,19 @@ static int expect_import_error(Backend* be, const char* what, void (*mutate)(Ten
     return check_true(what, ok, "expected a one-line error naming the file and the tensor");
 }
 
-static void drop_tensor(TensorSet* ts) {
-    NamedTensor* t = tensorset_find(ts, "blocks.1.att.key.weight");
-    strcpy(t->name, "blocks.1.att.kee.weight");
+static void rename_tensor(TensorSet* ts, const char* from, const char* to) {
+    NamedTensor* t = tensorset_find(ts, from);
+    free(t->name);
+    t->name = xstrdup(to);
 }
+static void drop_tensor(TensorSet* ts) { rename_tensor(ts, "blocks.1.att.key.weight", "blocks.1.att.kee.weight"); }
 static void wrong_shape(TensorSet* ts) { tensorset_find(ts, "blocks.1.ffn.key.weight")->shape[0] = 128; }
 static void extra_tensor(TensorSet* ts) {
     int64_t shape[1] = {4};
     tensorset_add(ts, "blocks.0.att.time_faaaa", DT_F32, 1, shape, NULL);
 }
 static void int_tensor(TensorSet* ts) { tensorset_find(ts, "ln_out.bias")->dtype = DT_I32; }
-static void no_emb(TensorSet* ts) { strcpy(tensorset_find(ts, "emb.weight")->name, "embed.weight"); }
+static void no_emb(TensorSet* ts) { rename_tensor(ts, "emb.weight", "embed.weight"); }
 
 static int check_import_errors(Backend* be) {
     int f = 0;
