@@ -12,6 +12,7 @@ Contract:
     - AdamW (torch.optim.AdamW's exact update, RWKV-LM's groups of §5.3: wd only on 2-D *.weight,
       w0 at 2x lr, betas 0.9/0.99, eps 1e-18) with global grad-norm clipping at 1.0 folded in, applied
       in cache-sized slices: one read and write of p, m, v, g per step.
+  * OMP_WAIT_POLICY defaults to PASSIVE (see below); set it in the environment to override.
   * Timing: --warmup untimed steps, then --steps timed steps; prints one JSON line
     {"impl": "pytorch", "tokens_per_s": ..., "step_s": ..., "n_params": ...} where step_s is the MEDIAN
     wall time of a timed step (forward + backward + clip + AdamW; robust to a busy shared machine) and
@@ -41,8 +42,13 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+# Threads that sleep at OpenMP barriers instead of spinning: on a shared machine a spinning thread whose
+# partner was descheduled makes every parallel op wait a scheduler quantum (measured: 20 s vs 2.7 s per
+# step with one other busy process on 2 cores).  Must be set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 DECAY_SCALE = math.exp(-0.5)
 CHUNK = 16
@@ -58,7 +64,7 @@ def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk=CHUNK):
     K = chunk
     pad = (-T) % K
     nc = (T + pad) // K
-    # one contiguous (6, B, H, NC, K, N) copy; zero padding of log w means w = 1: padded steps keep the state
+    # one contiguous (6, B, H, NC, K, N) copy; padding log w with 0 means w = 1, so padded steps keep the state
     x = torch.stack([r, torch.log(w), k, v, a, b])                           # (6, B, T, H, N)
     if pad:
         x = F.pad(x, (0, 0, 0, 0, 0, pad))
