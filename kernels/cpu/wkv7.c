@@ -23,13 +23,17 @@ static size_t btho(int b, int t, int h, int T, int H, int N) {
 }
 
 // One step of the recurrence on state S (N, N); writes y (N) and sa (N) if non-NULL.
-static void wkv7_step(float* S, float* y, float* sa_out, const float* r, const float* w, const float* k,
-                      const float* v, const float* a, const float* b, int N) {
+// The j loops are explicit SIMD reductions (fixed lane order: deterministic for a given build).
+static void wkv7_step(float* restrict S, float* restrict y, float* restrict sa_out, const float* restrict r,
+                      const float* restrict w, const float* restrict k, const float* restrict v,
+                      const float* restrict a, const float* restrict b, int N) {
     for (int i = 0; i < N; i++) {
-        float* Si = S + (size_t)i * N;
+        float* restrict Si = S + (size_t)i * N;
         float sa = 0.0f;
+        #pragma omp simd reduction(+ : sa)
         for (int j = 0; j < N; j++) sa += a[j] * Si[j];
         float vi = v[i], yi = 0.0f;
+        #pragma omp simd reduction(+ : yi)
         for (int j = 0; j < N; j++) {
             float s = Si[j] * w[j] + sa * b[j] + vi * k[j];
             Si[j] = s;
@@ -65,21 +69,24 @@ void cpu_wkv7_forward(Backend* be, float* y, float* sT, float* ckpt, const float
 
 // Backward of one step. S = S_t, Sp = S_{t-1}, dS = dL/dS_t on entry and dL/dS_{t-1} on exit.
 // Outputs dr, dw, dk, dv, da, db (N each) for this step; dsa is scratch (N).
-static void wkv7_step_backward(float* dS, float* dsa, float* dr, float* dw, float* dk, float* dv, float* da,
-                               float* db, const float* S, const float* Sp, const float* sa, const float* dy,
-                               const float* r, const float* w, const float* k, const float* v, const float* a,
-                               const float* b, int N) {
+static void wkv7_step_backward(float* restrict dS, float* restrict dsa, float* restrict dr, float* restrict dw,
+                               float* restrict dk, float* restrict dv, float* restrict da, float* restrict db,
+                               const float* restrict S, const float* restrict Sp, const float* restrict sa,
+                               const float* restrict dy, const float* restrict r, const float* restrict w,
+                               const float* restrict k, const float* restrict v, const float* restrict a,
+                               const float* restrict b, int N) {
     memset(dr, 0, N * sizeof(float));
     memset(dw, 0, N * sizeof(float));
     memset(dk, 0, N * sizeof(float));
     memset(db, 0, N * sizeof(float));
     memset(da, 0, N * sizeof(float));
     for (int i = 0; i < N; i++) {
-        float* dSi = dS + (size_t)i * N;
-        const float* Si = S + (size_t)i * N;
-        const float* Spi = Sp + (size_t)i * N;
+        float* restrict dSi = dS + (size_t)i * N;
+        const float* restrict Si = S + (size_t)i * N;
+        const float* restrict Spi = Sp + (size_t)i * N;
         float dyi = dy[i], vi = v[i], sai = sa[i];
         float dvi = 0.0f, dsai = 0.0f;
+        #pragma omp simd reduction(+ : dvi, dsai)
         for (int j = 0; j < N; j++) {
             float g = dSi[j] + dyi * r[j];   // dL/dS_t[i][j]
             dSi[j] = g;
@@ -94,9 +101,10 @@ static void wkv7_step_backward(float* dS, float* dsa, float* dr, float* dw, floa
         dsa[i] = dsai;
     }
     for (int i = 0; i < N; i++) {
-        float* dSi = dS + (size_t)i * N;
-        const float* Spi = Sp + (size_t)i * N;
+        float* restrict dSi = dS + (size_t)i * N;
+        const float* restrict Spi = Sp + (size_t)i * N;
         float dsai = dsa[i];
+        #pragma omp simd
         for (int j = 0; j < N; j++) {
             da[j] += Spi[j] * dsai;
             dSi[j] = dSi[j] * w[j] + dsai * a[j];
