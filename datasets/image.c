@@ -46,6 +46,8 @@ static int decode_jpeg(const uint8_t* bytes, size_t n, Image* out, const char* w
     int rc = 0;
     if (tjDecompressHeader3(tj, bytes, (unsigned long)n, &width, &height, &subsamp, &colorspace) != 0)
         rc = errorf(e, "%s: not a decodable JPEG: %s", what, tjGetErrorStr2(tj));
+    else if (width < 1 || height < 1)
+        rc = errorf(e, "%s: not a decodable JPEG: no frame header (truncated file?)", what);
     if (rc == 0) rc = check_dims(height, width, what, e);
     uint8_t* rgb = NULL;
     if (rc == 0) {
@@ -77,17 +79,20 @@ typedef struct PngJob {
     png_bytep* rows;
     int height, width;
     char msg[256];         // libpng's error message
+    char warning[160];     // its last warning (reported with an error: it often says what was wrong)
 } PngJob;
 
 static void on_png_error(png_structp png, png_const_charp msg) {
     PngJob* job = png_get_error_ptr(png);
-    snprintf(job->msg, sizeof job->msg, "%s", msg);
+    if (job->warning[0]) snprintf(job->msg, sizeof job->msg, "%s (%s)", msg, job->warning);
+    else snprintf(job->msg, sizeof job->msg, "%s", msg);
     png_longjmp(png, 1);
 }
 
+// Ancillary problems (a bad sRGB profile, ...) do not make an image unusable: remember, do not fail.
 static void on_png_warning(png_structp png, png_const_charp msg) {
-    (void)png;
-    (void)msg;   // ancillary problems (bad sRGB profile, ...) do not make an image unusable
+    PngJob* job = png_get_error_ptr(png);
+    snprintf(job->warning, sizeof job->warning, "%s", msg);
 }
 
 static void png_read_bytes(png_structp png, png_bytep dst, png_size_t n) {
@@ -100,9 +105,11 @@ static void png_read_bytes(png_structp png, png_bytep dst, png_size_t n) {
 // Runs libpng over job->src; on success job->pixels holds (height, width, 3) RGB. Returns 0 or -1 (job->msg).
 static int png_decode_job(PngJob* job) {
     job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, on_png_error, on_png_warning);
-    if (!job->png) return snprintf(job->msg, sizeof job->msg, "cannot start the PNG decoder"), -1;
-    job->info = png_create_info_struct(job->png);
-    if (!job->info) return snprintf(job->msg, sizeof job->msg, "cannot start the PNG decoder"), -1;
+    if (job->png) job->info = png_create_info_struct(job->png);
+    if (!job->info) {
+        snprintf(job->msg, sizeof job->msg, "cannot start the PNG decoder (out of memory)");
+        return -1;
+    }
     if (setjmp(png_jmpbuf(job->png))) return -1;
     png_set_read_fn(job->png, job, png_read_bytes);
     png_set_user_limits(job->png, IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
@@ -142,7 +149,7 @@ static int decode_png(const uint8_t* bytes, size_t n, Image* out, const char* wh
         out->rgb = job->pixels;
         job->pixels = NULL;
     }
-    png_destroy_read_struct(job->png ? &job->png : NULL, job->info ? &job->info : NULL, NULL);
+    png_destroy_read_struct(&job->png, &job->info, NULL);   // no-op for NULL structs
     free(job->rows);
     free(job->pixels);
     free(job);
@@ -180,9 +187,11 @@ static void png_flush_nothing(png_structp png) { (void)png; }
 // Encodes job->src as (height, width, channels) pixels into job->pixels / job->n_out. Returns 0 or -1.
 static int png_encode_job(PngJob* job, int channels) {
     job->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, job, on_png_error, on_png_warning);
-    if (!job->png) return snprintf(job->msg, sizeof job->msg, "cannot start the PNG encoder"), -1;
-    job->info = png_create_info_struct(job->png);
-    if (!job->info) return snprintf(job->msg, sizeof job->msg, "cannot start the PNG encoder"), -1;
+    if (job->png) job->info = png_create_info_struct(job->png);
+    if (!job->info) {
+        snprintf(job->msg, sizeof job->msg, "cannot start the PNG encoder (out of memory)");
+        return -1;
+    }
     if (setjmp(png_jmpbuf(job->png))) return -1;
     png_set_write_fn(job->png, job, png_write_bytes, png_flush_nothing);
     png_set_IHDR(job->png, job->info, (png_uint_32)job->width, (png_uint_32)job->height, 8,
@@ -213,7 +222,7 @@ int image_encode_png(const uint8_t* pixels, int height, int width, int channels,
         *n = job->n_out;
         job->pixels = NULL;
     }
-    png_destroy_write_struct(job->png ? &job->png : NULL, job->info ? &job->info : NULL);
+    png_destroy_write_struct(&job->png, &job->info);
     free(job->rows);
     free(job->pixels);
     free(job);
@@ -330,11 +339,10 @@ int image_preprocess(const Image* im, int size, const char* mode, const float me
     float* content = xmalloc((size_t)nh * (size_t)nw * 3 * sizeof *content);   // (nh, nw, 3) in 0..255
     resample(im, nh, nw, content);
     for (int c = 0; c < 3; c++) {
-        float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
         for (int y = 0; y < nh; y++)
             for (int x = 0; x < nw; x++)
                 out[(size_t)c * plane + (size_t)(y0 + y) * (size_t)size + (size_t)(x0 + x)] =
-                    content[((size_t)y * (size_t)nw + (size_t)x) * 3 + (size_t)c] * scale - shift;
+                    (content[((size_t)y * (size_t)nw + (size_t)x) * 3 + (size_t)c] / 255.0f - mean[c]) / std[c];
     }
     free(content);
     return 0;
