@@ -34,6 +34,8 @@ printf 'train:\n  lr: fast\n' > "$WORK/badval.yaml"
 expect_error "bad YAML value" "badval.yaml:2" "$MODRWKV" train "$WORK/badval.yaml"
 printf 'data:\n  train: %s/missing.txt\n  tokenizer: bytes\nrun_dir: %s/run\n' "$WORK" "$WORK" > "$WORK/nodata.yaml"
 expect_error "missing training data" "missing.txt" "$MODRWKV" train "$WORK/nodata.yaml"
+printf 'data:\n  train: %s/tests/data/lambada_test.jsonl\n  tokenizer: bytes\n  val_fraction: 0.00001\nrun_dir: %s/run2\n' "$SRC" "$WORK" > "$WORK/tinyval.yaml"
+expect_error "validation split too small for the context" "raise data.val_fraction" "$MODRWKV" train "$WORK/tinyval.yaml"
 expect_error "unknown --set key" "train.lrr" "$MODRWKV" train "$WORK/nodata.yaml" --set train.lrr=1
 expect_error "unknown option" "--frobnicate" "$MODRWKV" train "$WORK/nodata.yaml" --frobnicate
 

@@ -20,8 +20,8 @@ typedef struct TrainRun {
     Backend* be;
     Tokenizer* tok;
     TokenStream *train_stream, *val_stream;
-    size_t val_begin, val_end;
-    DataLoader* loader;
+    DataLoader* loader;      // training batches
+    DataLoader* eval_loader; // validation batches (NULL: no validation data); rewound before every evaluation
     RWKV7* model;
     Optimizer optim;
     float* grads;            // (n_params) gradient buffer
@@ -47,17 +47,21 @@ static int open_data(TrainRun* r, Error* e) {
     if (!r->tok) return -1;
     if (tokenstream_open(&r->train_stream, d->train, d->format, d->jsonl_key, r->tok, e) != 0) return -1;
     size_t n = tokenstream_len(r->train_stream), train_end = n;
+    int ctx = r->cfg->train.ctx_len;
     if (d->val[0]) {
         if (tokenstream_open(&r->val_stream, d->val, d->format, d->jsonl_key, r->tok, e) != 0) return -1;
-        r->val_begin = 0;
-        r->val_end = tokenstream_len(r->val_stream);
+        r->eval_loader = textloader_create_eval(r->val_stream, 0, tokenstream_len(r->val_stream), ctx, e);
+        if (!r->eval_loader) return -1;
     } else if (d->val_fraction > 0) {
         train_end = (size_t)((double)n * (1.0 - d->val_fraction));
-        r->val_begin = train_end;
-        r->val_end = n;
+        r->eval_loader = textloader_create_eval(r->train_stream, train_end, n, ctx, e);
+        if (!r->eval_loader)
+            return errorf(e, "%s: the validation split (data.val_fraction %g) has %zu tokens, too few for train.ctx_len %d: "
+                             "raise data.val_fraction, set data.val, or set data.val_fraction: 0",
+                          d->train, d->val_fraction, n - train_end, ctx);
     }
     printf("data: %s\n", tokenstream_describe(r->train_stream));
-    r->loader = textloader_create_train(r->train_stream, 0, train_end, r->cfg->train.ctx_len, 0, 1, e);
+    r->loader = textloader_create_train(r->train_stream, 0, train_end, ctx, 0, 1, e);
     return r->loader ? 0 : -1;
 }
 
@@ -157,6 +161,7 @@ static void teardown(TrainRun* r) {
     }
     free(r->grad_views.blocks);
     if (r->loader) r->loader->destroy(r->loader);
+    if (r->eval_loader) r->eval_loader->destroy(r->eval_loader);
     tokenstream_free(r->train_stream);
     tokenstream_free(r->val_stream);
     tokenizer_free(r->tok);
@@ -166,24 +171,19 @@ static void teardown(TrainRun* r) {
 
 // ---------------------------------------------------------------------------------------------------- steps
 
-// Mean validation loss over eval_batches deterministic batches; NAN if there is no validation data.
-static double evaluate(TrainRun* r, Error* e) {
-    const TrainConfig* t = &r->cfg->train;
-    const TokenStream* s = r->val_stream ? r->val_stream : r->train_stream;
-    if (r->val_end <= r->val_begin) return NAN;
-    DataLoader* dl = textloader_create_eval(s, r->val_begin, r->val_end, t->ctx_len, e);
-    if (!dl) return NAN;
+// Mean validation loss over the same eval_batches batches every time (*val = NAN without validation data).
+static int evaluate(TrainRun* r, double* val, Error* e) {
+    *val = NAN;
+    if (!r->eval_loader) return 0;
+    r->eval_loader->set_position(r->eval_loader, 0);
     double sum = 0;
-    for (int i = 0; i < t->eval_batches; i++) {
-        if (dl->next_batch(dl, &r->batch, e) != 0) {
-            dl->destroy(dl);
-            return NAN;
-        }
+    for (int i = 0; i < r->cfg->train.eval_batches; i++) {
+        if (r->eval_loader->next_batch(r->eval_loader, &r->batch, e) != 0) return -1;
         rwkv7_forward(r->model, r->acts, r->batch.tokens, NULL);
         sum += rwkv7_loss(r->model, r->acts, r->batch.targets, 1.0f, 0, NULL);
     }
-    dl->destroy(dl);
-    return sum / t->eval_batches;
+    *val = sum / r->cfg->train.eval_batches;
+    return 0;
 }
 
 // One optimizer step: accumulate gradients over grad_accum micro-batches, clip, update.
@@ -275,7 +275,11 @@ static int loop(TrainRun* r, Error* e) {
         r->st.elapsed_s += dt;
         report_step(r, loss, norm, lr, dt);
         int last = r->st.step == t->max_steps, stop = r->opt->stop_at_step > 0 && r->st.step >= r->opt->stop_at_step;
-        if (t->eval_every > 0 && (r->st.step % t->eval_every == 0 || last)) report_eval(r, evaluate(r, e));
+        if (t->eval_every > 0 && (r->st.step % t->eval_every == 0 || last)) {
+            double val;
+            if (evaluate(r, &val, e) != 0) return -1;
+            report_eval(r, val);
+        }
         if ((t->save_every > 0 && r->st.step % t->save_every == 0) || last || stop)
             if (save(r, e) != 0) return -1;
         if (stop && !last) {
