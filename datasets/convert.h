@@ -1,13 +1,15 @@
 // convert.h — what the converters (datasets/convert_*.c) share: one conversion run (options, tokenizer, shard
 // writer, which samples this rank owns, unique keys, --skip-bad accounting) and the builders of media items
-// and conversation turns from LLaVA-style JSON.
+// and conversation turns from LLaVA-style JSON. (A file of its own beside the converters of the issue: the
+// converters would otherwise repeat this plumbing four times.)
 //
 // Contract of a run:
 // - Every rank walks the whole input in the same deterministic order and numbers its samples 0, 1, 2, ...;
 //   rank r of W converts sample i when i % W == r (convert_owns) and writes its own shards (shard_writer_*
 //   names them); nothing else differs between ranks, so the W outputs are disjoint and together complete.
 // - Keys: convert_unique_key is called by every rank for every sample, in order; a key seen before gets the
-//   suffix "~<sample index>" (deterministic, the same on every rank). Keys are 1..255 bytes.
+//   suffix "~<sample index>" (deterministic, the same on every rank). Input keys are 1..223 bytes (room for
+//   the suffix within the format's 255).
 // - A bad sample (missing or undecodable media, malformed record) is passed to convert_bad: with --skip-bad it
 //   prints "modrwkv: warning: <message> (skipped)" on stderr and is counted, otherwise the run stops with that
 //   message. Only the owning rank reports a sample.
@@ -24,7 +26,12 @@
 #include "datasets/tokenizer.h"
 #include "kernels/common.h"
 
-typedef struct KeySet KeySet;
+// A set of strings (keys), for uniqueness and contiguity checks.
+typedef struct StrSet StrSet;
+StrSet* strset_new(void);
+int strset_insert(StrSet* k, const char* key);   // copies key; 0 when it was new, 1 when already present
+int strset_contains(const StrSet* k, const char* key);
+void strset_free(StrSet* k);
 
 typedef struct ConvertRun {
     const ConvertOptions* o;
@@ -32,7 +39,7 @@ typedef struct ConvertRun {
     const char* source;      // the input, for messages
     Tokenizer* tok;
     ShardWriter* w;
-    KeySet* keys;
+    StrSet* keys;
     int64_t n_input;         // samples numbered so far (all ranks' samples)
     int64_t n_written;       // written by this rank
     int64_t n_bad;           // skipped by this rank (--skip-bad)
@@ -61,6 +68,10 @@ uint8_t* convert_read_file(const char* path, size_t* len, Error* e);
 int convert_image_item(uint8_t* bytes, size_t n, int image_tokens, const char* what, MediaItem* m, Error* e);
 // An audio item of 16 kHz PCM (takes ownership): ceil(seconds * tokens_per_s) placeholders, at least 1.
 void convert_audio_item(int16_t* pcm, size_t n_samples, int tokens_per_s, MediaItem* m);
+// Expands a WebDataset brace pattern ("a-{000000..000009}.tar", "{a,b}-{0..3}.tar": ranges zero-padded to the
+// wider end when either has a leading zero; lists; several braces -> every combination, leftmost slowest; a
+// brace with neither ".." nor "," stays as it is; nested braces are an error). *paths malloc'ed (each too).
+int convert_brace_expand(const char* pattern, char*** paths, size_t* n, Error* e);
 // LLaVA conversations [{"from": "human"|"user"|"gpt"|"assistant", "value": str}, ...] -> turns pointing
 // into the JSON strings (valid while conv lives); *turns malloc'ed.
 int convert_turns_from_json(const json_t* conv, ChatTurn** turns, int* n_turns, const char* what, Error* e);

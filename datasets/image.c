@@ -142,7 +142,7 @@ static int decode_png(const uint8_t* bytes, size_t n, Image* out, const char* wh
     job->src = bytes;
     job->n_src = n;
     int rc = png_decode_job(job);
-    if (rc != 0) errorf(e, "%s: corrupt or truncated PNG: %s", what, job->msg);
+    if (rc != 0) errorf(e, "%s: corrupt, truncated or unsupported PNG: %s", what, job->msg);
     else {
         out->height = job->height;
         out->width = job->width;
@@ -165,8 +165,8 @@ int image_decode(const uint8_t* bytes, size_t n, Image* out, const char* what, E
     if (n >= 8 && memcmp(bytes, PNG_MAGIC, 8) == 0) return decode_png(bytes, n, out, what, e);
     unsigned b[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < 4 && i < n; i++) b[i] = bytes[i];
-    return errorf(e, "%s: image data is neither JPEG nor PNG (first bytes %02x %02x %02x %02x): store JPEG or PNG files",
-                  what, b[0], b[1], b[2], b[3]);
+    return errorf(e, "%s: image data is neither JPEG nor PNG (first bytes %02x %02x %02x %02x): store JPEG or PNG "
+                  "files", what, b[0], b[1], b[2], b[3]);
 }
 
 // ---------------------------------------------------------------------------- PNG encoding
@@ -231,86 +231,93 @@ int image_encode_png(const uint8_t* pixels, int height, int width, int channels,
 
 // ============================================================================ preprocessing
 
-// Resampling weights along one axis: output i reads inputs [first[i], first[i] + taps) with weights
-// w[i*taps + k] (zero past the image edge). Triangle filter of radius max(1, n_in/n_out) input pixels
-// around the output pixel's centre (i + 0.5) * n_in/n_out: plain bilinear when enlarging, an antialiasing
-// area-weighted filter when shrinking. Weights of each output sum to 1.
+// Resampling weights along one axis: output i reads inputs [first[i], first[i] + count[i]) with weights
+// w[i * taps + k]. Triangle filter of radius max(1, n_in/n_out) input pixels around the output pixel's
+// centre (i + 0.5) * n_in/n_out: plain bilinear when enlarging, an antialiasing area-weighted filter when
+// shrinking. Inputs of zero weight are left out; the weights of each output sum to 1.
 typedef struct Axis {
-    int n_out, taps;
+    int taps;     // most inputs of one output
     int* first;   // (n_out)
+    int* count;   // (n_out)
     float* w;     // (n_out, taps)
 } Axis;
+
+static double tent(int j, double centre, double radius) {
+    double t = 1.0 - fabs(((double)j + 0.5 - centre) / radius);
+    return t > 0.0 ? t : 0.0;
+}
 
 static void axis_init(Axis* a, int n_in, int n_out) {
     double scale = (double)n_in / (double)n_out;
     double radius = scale > 1.0 ? scale : 1.0;
-    a->n_out = n_out;
     a->taps = (int)ceil(2.0 * radius) + 2;
     a->first = xmalloc((size_t)n_out * sizeof *a->first);
+    a->count = xmalloc((size_t)n_out * sizeof *a->count);
     a->w = xcalloc((size_t)n_out * (size_t)a->taps, sizeof *a->w);
     for (int i = 0; i < n_out; i++) {
         double centre = ((double)i + 0.5) * scale;
         int lo = (int)floor(centre - radius), hi = (int)ceil(centre + radius);
         if (lo < 0) lo = 0;
         if (hi > n_in) hi = n_in;
+        while (lo < hi && tent(lo, centre, radius) == 0.0) lo++;
+        while (hi > lo && tent(hi - 1, centre, radius) == 0.0) hi--;
         if (hi - lo > a->taps) hi = lo + a->taps;
+        if (lo == hi) hi = lo + 1;   // not reached (the nearest input always has weight > 0): stay safe
         double sum = 0.0;
+        for (int j = lo; j < hi; j++) sum += tent(j, centre, radius);
         float* w = a->w + (size_t)i * (size_t)a->taps;
-        for (int j = lo; j < hi; j++) {
-            double t = 1.0 - fabs(((double)j + 0.5 - centre) / radius);
-            w[j - lo] = t > 0.0 ? (float)t : 0.0f;
-            sum += w[j - lo];
-        }
-        for (int k = 0; k < hi - lo; k++) w[k] = (float)(w[k] / sum);
+        for (int j = lo; j < hi; j++) w[j - lo] = sum > 0.0 ? (float)(tent(j, centre, radius) / sum) : 1.0f;
         a->first[i] = lo;
+        a->count[i] = hi - lo;
     }
 }
 
 static void axis_free(Axis* a) {
     free(a->first);
+    free(a->count);
     free(a->w);
 }
 
-// Clamps the taps of output i so that they stay inside an axis of n_in pixels.
-static int axis_taps(const Axis* a, int i, int n_in) {
-    int t = n_in - a->first[i];
-    return t < a->taps ? t : a->taps;
+// Vertical pass: (h, w, 3) uint8 -> rows (nh, w, 3) float in 0..255 (contiguous rows: vectorises).
+static void resample_vertical(const Image* im, int nh, float* rows) {
+    Axis ay;
+    axis_init(&ay, im->height, nh);
+    size_t row_len = (size_t)im->width * 3;
+    for (int y = 0; y < nh; y++) {
+        float* o = rows + (size_t)y * row_len;
+        memset(o, 0, row_len * sizeof *o);
+        for (int k = 0; k < ay.count[y]; k++) {
+            const uint8_t* src = im->rgb + (size_t)(ay.first[y] + k) * row_len;
+            float w = ay.w[(size_t)y * (size_t)ay.taps + (size_t)k];
+            for (size_t i = 0; i < row_len; i++) o[i] += w * (float)src[i];
+        }
+    }
+    axis_free(&ay);
 }
 
-// Resamples (h, w, 3) uint8 to (nh, nw, 3) float in 0..255: horizontal pass, then vertical.
-static void resample(const Image* im, int nh, int nw, float* dst) {
-    Axis ax, ay;
-    axis_init(&ax, im->width, nw);
-    axis_init(&ay, im->height, nh);
-    float* tmp = xmalloc((size_t)im->height * (size_t)nw * 3 * sizeof *tmp);   // (h, nw, 3)
-    for (int y = 0; y < im->height; y++) {
-        const uint8_t* row = im->rgb + (size_t)y * (size_t)im->width * 3;
+// Horizontal pass: rows (nh, w, 3) -> the (nh, nw) box at (y0, x0) of each plane of out (3, size, size).
+static void resample_horizontal(const float* rows, int nh, int width, int nw, float* out, int size, int y0, int x0) {
+    Axis ax;
+    axis_init(&ax, width, nw);
+    size_t plane = (size_t)size * (size_t)size;
+    for (int y = 0; y < nh; y++) {
+        const float* row = rows + (size_t)y * (size_t)width * 3;
+        float* o = out + (size_t)(y0 + y) * (size_t)size + (size_t)x0;
         for (int x = 0; x < nw; x++) {
             const float* w = ax.w + (size_t)x * (size_t)ax.taps;
-            const uint8_t* px = row + (size_t)ax.first[x] * 3;
+            const float* px = row + (size_t)ax.first[x] * 3;
             float r = 0, g = 0, b = 0;
-            for (int k = 0, n = axis_taps(&ax, x, im->width); k < n; k++) {
+            for (int k = 0; k < ax.count[x]; k++) {
                 r += w[k] * px[3 * k];
                 g += w[k] * px[3 * k + 1];
                 b += w[k] * px[3 * k + 2];
             }
-            float* o = tmp + ((size_t)y * (size_t)nw + (size_t)x) * 3;
-            o[0] = r, o[1] = g, o[2] = b;
+            o[x] = r;
+            o[plane + (size_t)x] = g;
+            o[2 * plane + (size_t)x] = b;
         }
     }
-    size_t row_len = (size_t)nw * 3;
-    for (int y = 0; y < nh; y++) {
-        const float* w = ay.w + (size_t)y * (size_t)ay.taps;
-        float* o = dst + (size_t)y * row_len;
-        memset(o, 0, row_len * sizeof *o);
-        for (int k = 0, n = axis_taps(&ay, y, im->height); k < n; k++) {
-            const float* src = tmp + (size_t)(ay.first[y] + k) * row_len;
-            for (size_t i = 0; i < row_len; i++) o[i] += w[k] * src[i];
-        }
-    }
-    free(tmp);
     axis_free(&ax);
-    axis_free(&ay);
 }
 
 int image_preprocess(const Image* im, int size, const char* mode, const float mean[3], const float std[3], float* out,
@@ -336,14 +343,14 @@ int image_preprocess(const Image* im, int size, const char* mode, const float me
     int y0 = (size - nh) / 2, x0 = (size - nw) / 2;
     size_t plane = (size_t)size * (size_t)size;
     memset(out, 0, 3 * plane * sizeof *out);   // (3, size, size): the pad value (mean colour) is 0
-    float* content = xmalloc((size_t)nh * (size_t)nw * 3 * sizeof *content);   // (nh, nw, 3) in 0..255
-    resample(im, nh, nw, content);
-    for (int c = 0; c < 3; c++) {
-        for (int y = 0; y < nh; y++)
-            for (int x = 0; x < nw; x++)
-                out[(size_t)c * plane + (size_t)(y0 + y) * (size_t)size + (size_t)(x0 + x)] =
-                    (content[((size_t)y * (size_t)nw + (size_t)x) * 3 + (size_t)c] / 255.0f - mean[c]) / std[c];
-    }
-    free(content);
+    float* rows = xmalloc((size_t)nh * (size_t)im->width * 3 * sizeof *rows);   // (nh, w, 3) in 0..255
+    resample_vertical(im, nh, rows);
+    resample_horizontal(rows, nh, im->width, nw, out, size, y0, x0);
+    free(rows);
+    for (int c = 0; c < 3; c++)
+        for (int y = y0; y < y0 + nh; y++) {
+            float* o = out + (size_t)c * plane + (size_t)y * (size_t)size + (size_t)x0;
+            for (int x = 0; x < nw; x++) o[x] = (o[x] / 255.0f - mean[c]) / std[c];
+        }
     return 0;
 }

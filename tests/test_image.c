@@ -66,7 +66,7 @@ static int test_png_round_trip(void) {
     rc = rc == 0 ? image_decode(png, n, &im, "grey.png", &e) : -1;
     int same = rc == 0 && im.height == 8 && im.width == 8;
     for (int i = 0; same && i < 64; i++)
-        same = im.rgb[3 * i] == g_digits[7][i] && im.rgb[3 * i + 1] == g_digits[7][i] && im.rgb[3 * i + 2] == g_digits[7][i];
+        for (int c = 0; c < 3; c++) same &= im.rgb[3 * i + c] == g_digits[7][i];
     fails += check_true("png grey: decodes to RGB with the exact grey values", same, e.msg);
     image_free(&im);
     free(png);

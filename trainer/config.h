@@ -22,9 +22,9 @@ typedef struct ModelConfig {
 } ModelConfig;
 
 typedef struct DataConfig {
-    char train[CONFIG_PATH_MAX];   // training data: .txt, .jsonl, or binidx prefix (.bin/.idx)
+    char train[CONFIG_PATH_MAX];   // training data: .txt, .jsonl, binidx prefix, or a shard directory
     char val[CONFIG_PATH_MAX];     // optional validation data ("" = hold out val_fraction of train)
-    char format[16];               // auto | text | jsonl | binidx
+    char format[16];               // auto | text | jsonl | binidx | shards
     char jsonl_key[64];            // field of each JSONL line holding the text ("text")
     float val_fraction;            // 0.05
     char tokenizer[CONFIG_PATH_MAX]; // bytes | world | path to a vocab file

@@ -6,8 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "datasets/data_cli.h"
 #include "datasets/tokenizer.h"
 #include "trainer/bench.h"
+#include "trainer/cache_features.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/generate.h"
@@ -388,6 +390,51 @@ static int cmd_inspect(int argc, char** argv) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------------- data
+
+static const char* CACHE_HELP =
+    "usage: modrwkv data cache-features --encoder linear-standin --in DIR --out DIR [--f16] [--seed S] [--dim D]\n"
+    "Runs a frozen encoder once over every image/audio/time-series item of a shard dataset and writes a copy\n"
+    "whose media are the encoder's features (same keys, tokens, masks and shard boundaries), so that a sweep\n"
+    "over projector designs never runs the encoder again. Encoders: linear-standin (a seeded random linear map\n"
+    "over 4x4 image patches of 32x32 images, 20 ms audio frames and 16-step series patches; the pretrained\n"
+    "SigLIP/CLIP/Whisper encoders plug into the same hook).\n";
+
+// `modrwkv data cache-features` needs an encoder (trainer/), so it is handled here; the other data
+// subcommands are datasets/ code (datasets/data_cli.c).
+static int cmd_cache_features(int argc, char** argv) {
+    static struct option opts[] = {{"encoder", 1, 0, 'E'}, {"in", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"f16", 0, 0, 'f'},
+                                   {"seed", 1, 0, 's'}, {"dim", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *encoder = "linear-standin", *in = NULL, *out = NULL;
+    int f16 = 0, ch;
+    LinearStandInEncoder enc;
+    linear_standin_default(&enc);
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'E': encoder = optarg; break;
+        case 'i': in = optarg; break;
+        case 'o': out = optarg; break;
+        case 'f': f16 = 1; break;
+        case 's': enc.seed = (uint64_t)parse_long("seed", optarg); break;
+        case 'd': enc.dim = (int)parse_long("dim", optarg); break;
+        case 'h': fputs(CACHE_HELP, stdout); return 0;
+        default: unknown_option("data cache-features", argv);
+        }
+    }
+    if (!in || !out) fatal("data cache-features: --in DIR and --out DIR are required (see --help)");
+    if (strcmp(encoder, "linear-standin") != 0)
+        fatal("data cache-features: unknown encoder '%s': this build has linear-standin (pretrained encoders come with the multimodal model)", encoder);
+    Error e = {{0}};
+    if (cache_features(in, out, linear_standin_encode, &enc, f16, &e) != 0) fatal("%s", e.msg);
+    printf("wrote %s: features of %s (%s encoder, dim %d, %s)\n", out, in, encoder, enc.dim, f16 ? "float16" : "float32");
+    return 0;
+}
+
+static int cmd_data(int argc, char** argv) {
+    if (argc >= 2 && strcmp(argv[1], "cache-features") == 0) return cmd_cache_features(argc - 1, argv + 1);
+    return data_main(argc, argv);
+}
+
 // ---------------------------------------------------------------------------------------------------- dispatch
 
 static const Command COMMANDS[] = {
@@ -399,6 +446,7 @@ static const Command COMMANDS[] = {
     {"export", cmd_export, "export a checkpoint as an official .pth or safetensors"},
     {"inspect", cmd_inspect, "list the tensors of a .pth / .safetensors file"},
     {"bench", bench_main, "measure training and generation throughput"},
+    {"data", cmd_data, "convert, inspect, verify, cache features of, and build demo training data shards"},
 };
 
 static void usage(FILE* f) {

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "datasets/shard_loader.h"
 #include "datasets/textloader.h"
 #include "datasets/tokenizer.h"
 #include "trainer/checkpoint.h"
@@ -41,10 +44,45 @@ static void close_progress_line(TrainRun* r) {
 
 // ---------------------------------------------------------------------------------------------------- set-up
 
+// A directory holding manifest.json: an HDF5 shard dataset (datasets/FORMAT.md).
+static int is_shard_dir(const char* path) {
+    char m[CONFIG_PATH_MAX + 32];
+    struct stat st;
+    snprintf(m, sizeof m, "%s/manifest.json", path);
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && stat(m, &st) == 0;
+}
+
+// Text batches from shard datasets: shuffled, packed training rows; unshuffled validation rows.
+static int open_shards(TrainRun* r, Error* e) {
+    const DataConfig* d = &r->cfg->data;
+    const TrainConfig* t = &r->cfg->train;
+    ShardLoaderOptions o;
+    shard_loader_options_default(&o);
+    o.dir = d->train;
+    o.seed = t->seed;
+    o.batch_size = t->micro_batch;
+    o.ctx_len = t->ctx_len;
+    o.pack = 1;
+    o.truncate = 1;
+    r->loader = shard_loader_text_adapter(&o, e);
+    if (!r->loader) return -1;
+    printf("data: shards %s\n", d->train);
+    if (!d->val[0]) {
+        if (d->val_fraction > 0) printf("data: no data.val given for shard data: validation is off\n");
+        return 0;
+    }
+    o.dir = d->val;
+    o.shuffle_buffer = 0;
+    r->eval_loader = shard_loader_text_adapter(&o, e);
+    return r->eval_loader ? 0 : -1;
+}
+
 static int open_data(TrainRun* r, Error* e) {
     const DataConfig* d = &r->cfg->data;
     r->tok = tokenizer_from_spec(d->tokenizer, e);
     if (!r->tok) return -1;
+    if (strcmp(d->format, "shards") == 0 || (strcmp(d->format, "auto") == 0 && is_shard_dir(d->train)))
+        return open_shards(r, e);
     if (tokenstream_open(&r->train_stream, d->train, d->format, d->jsonl_key, r->tok, e) != 0) return -1;
     size_t n = tokenstream_len(r->train_stream), train_end = n;
     int ctx = r->cfg->train.ctx_len;
