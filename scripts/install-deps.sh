@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
       libhdf5-dev libarchive-dev libsndfile1-dev libsamplerate0-dev libpng-dev libturbojpeg0-dev libespeak-ng-dev
-      espeak-ng-data libssl-dev openmpi-bin libopenmpi-dev clang libclang-rt-14-dev
+      espeak-ng-data libssl-dev openmpi-bin libopenmpi-dev clang libclang-rt-14-dev libomp-dev
       python3 python3-numpy python3-h5py bsdutils"
 if [ "${1:-}" = "--with-torch" ]; then PKGS="$PKGS python3-torch"; fi
 export DEBIAN_FRONTEND=noninteractive
