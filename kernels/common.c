@@ -70,6 +70,12 @@ char* read_file(const char* path, size_t* len, Error* e) {
         errorf(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        errorf(e, "%s: not a regular file%s", path, S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
+        return NULL;
+    }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         errorf(e, "%s: cannot seek (not a regular file?)", path);

@@ -36,6 +36,8 @@ printf 'data:\n  train: %s/missing.txt\n  tokenizer: bytes\nrun_dir: %s/run\n' "
 expect_error "missing training data" "missing.txt" "$MODRWKV" train "$WORK/nodata.yaml"
 printf 'data:\n  train: %s/tests/data/lambada_test.jsonl\n  tokenizer: bytes\n  val_fraction: 0.00001\nrun_dir: %s/run2\n' "$SRC" "$WORK" > "$WORK/tinyval.yaml"
 expect_error "validation split too small for the context" "raise data.val_fraction" "$MODRWKV" train "$WORK/tinyval.yaml"
+printf 'data:\n  train: %s\n  format: text\n  tokenizer: bytes\nrun_dir: %s/run3\n' "$WORK" "$WORK" > "$WORK/dirdata.yaml"
+expect_error "a directory as a text corpus" "not a regular file" "$MODRWKV" train "$WORK/dirdata.yaml"
 expect_error "unknown --set key" "train.lrr" "$MODRWKV" train "$WORK/nodata.yaml" --set train.lrr=1
 expect_error "unknown option" "--frobnicate" "$MODRWKV" train "$WORK/nodata.yaml" --frobnicate
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datasets/data_tools.h"
 #include "trainer/optimizer.h"
 #include "trainer/rwkv7.h"
 #include "trainer/rwkv7_init.h"
@@ -24,8 +25,33 @@ typedef struct BenchArgs {
 static const char* BENCH_HELP =
     "usage: modrwkv bench train|generate [--n-layer 6] [--n-embd 512] [--vocab 65536] [--ctx 512]\n"
     "                     [--batch 1] [--steps 3] [--tokens 256] [--threads 0] [--json]\n"
+    "       modrwkv bench data [--dir DATASET] [--image-size 384] [--seconds 10]\n"
     "  train     tokens/s and GFLOP/s of full training steps, vs this machine's measured sgemm GFLOP/s\n"
-    "  generate  RNN-mode decode tokens/s (batch 1) and time per token early vs late in the sequence\n";
+    "  generate  RNN-mode decode tokens/s (batch 1) and time per token early vs late in the sequence\n"
+    "  data      the shard loader's samples/s and MB/s with JPEG decode + resize, on DATASET or on a\n"
+    "            generated image-text set (256 JPEGs of 640x480), against the 1.5B/ctx-2048 trainer's need\n";
+
+// `bench data`: datasets/bench_data.c measures the streaming loader.
+static int bench_data(int argc, char** argv) {
+    static struct option opts[] = {{"dir", 1, 0, 'd'}, {"image-size", 1, 0, 'i'}, {"seconds", 1, 0, 's'},
+                                   {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char* dir = NULL;
+    int size = 384, seconds = 10, ch;
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': dir = optarg; break;
+        case 'i': size = atoi(optarg); break;
+        case 's': seconds = atoi(optarg); break;
+        case 'h': fputs(BENCH_HELP, stdout); return 0;
+        default: fatal("bench data: unknown option or missing value in '%s': run `modrwkv bench --help`", argv[optind - 1]);
+        }
+    }
+    if (size < 1 || seconds < 1) fatal("bench data: --image-size and --seconds must be positive");
+    Error e = {{0}};
+    if (data_bench(dir, size, seconds, stdout, &e) != 0) fatal("%s", e.msg);
+    return 0;
+}
 
 static int parse_args(int argc, char** argv, BenchArgs* a) {
     static struct option opts[] = {{"n-layer", 1, 0, 'L'}, {"n-embd", 1, 0, 'C'}, {"vocab", 1, 0, 'V'},
@@ -189,9 +215,10 @@ int bench_main(int argc, char** argv) {
         fputs(BENCH_HELP, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "data") == 0) return bench_data(argc, argv);
     BenchArgs a;
     parse_args(argc, argv, &a);
     if (strcmp(argv[1], "train") == 0) return bench_train(&a);
     if (strcmp(argv[1], "generate") == 0) return bench_generate(&a);
-    fatal("bench: unknown benchmark '%s': use train or generate", argv[1]);
+    fatal("bench: unknown benchmark '%s': use train, generate or data", argv[1]);
 }

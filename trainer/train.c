@@ -83,6 +83,9 @@ static int open_data(TrainRun* r, Error* e) {
     if (!r->tok) return -1;
     if (strcmp(d->format, "shards") == 0 || (strcmp(d->format, "auto") == 0 && is_shard_dir(d->train)))
         return open_shards(r, e);
+    if (is_shard_dir(d->train))
+        return errorf(e, "%s is a shard dataset (manifest.json) but data.format is %s: set data.format to shards or auto",
+                      d->train, d->format);
     if (tokenstream_open(&r->train_stream, d->train, d->format, d->jsonl_key, r->tok, e) != 0) return -1;
     size_t n = tokenstream_len(r->train_stream), train_end = n;
     int ctx = r->cfg->train.ctx_len;
