@@ -67,4 +67,12 @@ check "bench train runs and reports tokens/s" bash -c \
     "'$MODRWKV' bench train --n-layer 1 --n-embd 64 --vocab 256 --ctx 32 --steps 1 --json | grep -q tokens_per_s"
 check "bench generate runs and reports tokens/s" bash -c \
     "'$MODRWKV' bench generate --n-layer 1 --n-embd 64 --vocab 256 --tokens 32 --json | grep -q tokens_per_s"
+"$MODRWKV" data demo --out "$WORK/demo" > /dev/null
+check "data demo builds verifiable image-QA, speech and text datasets" bash -c \
+    "'$MODRWKV' data verify '$WORK/demo/digits_qa/val' > /dev/null && '$MODRWKV' data verify '$WORK/demo/spoken_digits/test' > /dev/null && '$MODRWKV' data verify '$WORK/demo/text/train' > /dev/null"
+"$MODRWKV" data cache-features --in "$WORK/demo/digits_qa/val" --out "$WORK/feat" --f16 > /dev/null
+check "data cache-features writes a verifiable dataset of float16 features" bash -c \
+    "'$MODRWKV' data verify '$WORK/feat' > /dev/null && '$MODRWKV' data inspect '$WORK/feat' | grep -q 'features'"
+check "bench data reports the loader's samples/s against the goal" bash -c \
+    "'$MODRWKV' bench data --seconds 1 --image-size 64 | grep -q 'samples per CPU second'"
 finish
