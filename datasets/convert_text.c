@@ -28,7 +28,33 @@ static char* base_name(const char* path) {
     return b;
 }
 
+// Builds one document's sample from `src` (a JsonlLine or a BinidxDoc); failures are bad samples named `what`.
+typedef int (*BuildDoc)(const ConvertRun* r, const void* src, Sample* s, const char* what, Error* e);
+
+// One input document, in input order: every rank takes its index and key; the owning rank builds it with
+// `build` and writes it, or passes it to convert_bad.
+static int convert_doc(ConvertRun* r, const char* raw_key, const char* what, BuildDoc build, const void* src,
+                       Error* e) {
+    int64_t index = convert_next_index(r);
+    Error bad;
+    Sample s = {0};
+    s.key = convert_unique_key(r, raw_key, index, what, &bad);
+    int rc = 0;
+    if (!convert_owns(r, index)) rc = 0;
+    else if (!s.key || build(r, src, &s, what, &bad) != 0) rc = convert_bad(r, &bad, e);
+    else rc = convert_write(r, &s, e);
+    sample_free(&s);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------------------------------- jsonl-text
+
+// One non-blank line of a JSONL file and the name of its text field.
+typedef struct JsonlLine {
+    const char* line;
+    size_t n;
+    const char* key;
+} JsonlLine;
 
 static int is_blank(const char* s, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -36,10 +62,11 @@ static int is_blank(const char* s, size_t n) {
     return 1;
 }
 
-static int build_jsonl(ConvertRun* r, const char* line, size_t n, const char* key, Sample* s, const char* what,
-                       Error* e) {
+static int build_jsonl(const ConvertRun* r, const void* src, Sample* s, const char* what, Error* e) {
+    const JsonlLine* l = src;
+    const char* key = l->key;
     json_error_t jerr;
-    json_t* obj = json_loadb(line, n, JSON_DECODE_ANY, &jerr);
+    json_t* obj = json_loadb(l->line, l->n, JSON_DECODE_ANY, &jerr);
     if (!obj) return errorf(e, "%s: malformed JSON: %s (column %d)", what, jerr.text, jerr.column);
     const json_t* field = json_is_object(obj) ? json_object_get(obj, key) : NULL;
     int rc = 0;
@@ -56,19 +83,11 @@ static int build_jsonl(ConvertRun* r, const char* line, size_t n, const char* ke
 
 static int convert_jsonl_line(ConvertRun* r, const char* path, const char* name, long line_no, const char* line,
                               size_t n, const char* key, Error* e) {
-    int64_t index = convert_next_index(r);
     char what[1024], raw_key[512];
     snprintf(what, sizeof what, "%s:%ld", path, line_no);
     snprintf(raw_key, sizeof raw_key, "%.200s:%ld", name, line_no);
-    Error bad;
-    Sample s = {0};
-    s.key = convert_unique_key(r, raw_key, index, what, &bad);
-    int rc = 0;
-    if (!convert_owns(r, index)) rc = 0;
-    else if (!s.key || build_jsonl(r, line, n, key, &s, what, &bad) != 0) rc = convert_bad(r, &bad, e);
-    else rc = convert_write(r, &s, e);
-    sample_free(&s);
-    return rc;
+    JsonlLine l = {line, n, key};
+    return convert_doc(r, raw_key, what, build_jsonl, &l, e);
 }
 
 int convert_jsonl_text(const char* path, const char* key, const ConvertOptions* o, Error* e) {
@@ -130,11 +149,19 @@ static int read_tables(const char* prefix, const BinIdx* b, IdxTables* t, Error*
     return 0;
 }
 
-// Document tokens [begin, end) of the stream -> a fully trained sample; checks every token.
-static int build_binidx_doc(const ConvertRun* r, const BinIdx* b, size_t begin, size_t end, Sample* s,
-                            const char* what, Error* e) {
+// Document tokens [begin, end) of the stream.
+typedef struct BinidxDoc {
+    const BinIdx* b;
+    size_t begin, end;
+} BinidxDoc;
+
+// A document -> a fully trained sample; checks every token.
+static int build_binidx_doc(const ConvertRun* r, const void* src, Sample* s, const char* what, Error* e) {
+    const BinidxDoc* d = src;
+    const BinIdx* b = d->b;
+    size_t begin = d->begin;
     uint32_t vocab = (uint32_t)tokenizer_vocab_size(r->tok);
-    s->n_tokens = end - begin;
+    s->n_tokens = d->end - begin;
     s->tokens = xmalloc(s->n_tokens * sizeof(uint32_t));
     s->loss_mask = xmalloc(s->n_tokens);
     for (size_t i = 0; i < s->n_tokens; i++) {
@@ -152,19 +179,11 @@ static int build_binidx_doc(const ConvertRun* r, const BinIdx* b, size_t begin, 
 
 static int convert_binidx_doc(ConvertRun* r, const BinIdx* b, const char* prefix, const char* name, size_t doc,
                               size_t begin, size_t end, Error* e) {
-    int64_t index = convert_next_index(r);
     char what[1024], raw_key[512];
     snprintf(what, sizeof what, "%s.idx: document %zu", prefix, doc);
     snprintf(raw_key, sizeof raw_key, "%.200s:%zu", name, doc);
-    Error bad;
-    Sample s = {0};
-    s.key = convert_unique_key(r, raw_key, index, what, &bad);
-    int rc = 0;
-    if (!convert_owns(r, index)) rc = 0;
-    else if (!s.key || build_binidx_doc(r, b, begin, end, &s, what, &bad) != 0) rc = convert_bad(r, &bad, e);
-    else rc = convert_write(r, &s, e);
-    sample_free(&s);
-    return rc;
+    BinidxDoc d = {b, begin, end};
+    return convert_doc(r, raw_key, what, build_binidx_doc, &d, e);
 }
 
 // Documents = runs of sequences between consecutive boundaries 0, doc_idx..., n_seq (empty runs skipped).

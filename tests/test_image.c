@@ -43,17 +43,24 @@ static void digit_picture(uint8_t* rgb) {
             for (int c = 0; c < 3; c++) rgb[(y * 32 + x) * 3 + c] = g_digits[c][(y / 4) * 8 + x / 4];
 }
 
+// The digit picture in rgb ((32, 32, 3)) and its PNG encoding in *png (*n bytes; the caller frees it).
+static int digit_png(uint8_t* rgb, uint8_t** png, size_t* n, Error* e) {
+    digit_picture(rgb);
+    *png = NULL;
+    *n = 0;
+    return image_encode_png(rgb, 32, 32, 3, png, n, e);
+}
+
 // ---------------------------------------------------------------------------- decoding
 
 static int test_png_round_trip(void) {
     int fails = 0;
     uint8_t rgb[32 * 32 * 3];
-    digit_picture(rgb);
-    uint8_t* png = NULL;
-    size_t n = 0;
+    uint8_t* png;
+    size_t n;
     Error e = {{0}};
     Image im;
-    int rc = image_encode_png(rgb, 32, 32, 3, &png, &n, &e);
+    int rc = digit_png(rgb, &png, &n, &e);
     fails += check_true("png rgb: encodes", rc == 0 && n > 8, e.msg);
     rc = image_decode(png, n, &im, "digits.png", &e);
     fails += check_true("png rgb: decodes to 32x32", rc == 0 && im.height == 32 && im.width == 32, e.msg);
@@ -120,11 +127,10 @@ static int expect_bad(const char* label, const uint8_t* bytes, size_t n, const c
 static int test_bad_bytes(void) {
     int fails = 0;
     uint8_t rgb[32 * 32 * 3];
-    digit_picture(rgb);
-    uint8_t* png = NULL;
-    size_t n = 0;
+    uint8_t* png;
+    size_t n;
     Error e = {{0}};
-    if (image_encode_png(rgb, 32, 32, 3, &png, &n, &e) != 0) fatal("test: %s", e.msg);
+    if (digit_png(rgb, &png, &n, &e) != 0) fatal("test: %s", e.msg);
     fails += expect_bad("png truncated to half", png, n / 2, "PNG");
     fails += expect_bad("png truncated after the header", png, 40, "PNG");
     fails += expect_bad("png without its IEND chunk", png, n - 12, "PNG");

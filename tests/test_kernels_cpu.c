@@ -35,40 +35,12 @@ static const double FD_STEP = 1e-4;   // central-difference step (inputs are O(1
 
 // ------------------------------------------------------------------------------------------------ helpers
 
-static float* random_floats(size_t n, float lo, float hi) {
-    float* x = xmalloc(n * sizeof(float));
-    test_fill_uniform(&rng, x, n, lo, hi);
-    return x;
-}
-
-static float* poisoned_floats(size_t n) {
-    float* x = xmalloc(n * sizeof(float));
-    test_poison(x, n);
-    return x;
-}
-
-static float* copy_floats(const float* x, size_t n) {
-    float* y = xmalloc(n * sizeof(float));
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
-
-static double* to_doubles(const float* x, size_t n) {
-    double* y = xmalloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
+// Uniform in [lo, hi), from this test's random stream (xmalloc'd, like every buffer helper of testutil.h).
+static float* random_floats(size_t n, float lo, float hi) { return test_random_floats(&rng, n, lo, hi); }
 
 static float* to_floats(const double* x, size_t n) {
     float* y = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
-    return y;
-}
-
-// base + delta, summed in double and rounded once: the expected value of a "+=" output.
-static float* plus(const float* base, const float* delta, size_t n) {
-    float* y = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) y[i] = (float)((double)base[i] + (double)delta[i]);
     return y;
 }
 
@@ -78,34 +50,11 @@ static double weighted_sum(const double* out, const float* R, size_t n) {
     return s;
 }
 
-static double max_abs(const float* x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
-    return m;
-}
-
-// Relative error with a floor of 1% of the largest expected magnitude (values near zero are judged
-// on the scale of the whole tensor).
-static int check_rel(const char* name, const float* got, const float* want, size_t n, double tol) {
-    return check_close_rel(name, got, want, n, tol, fmax(1e-2 * max_abs(want, n), 1e-30));
-}
-
 static int check_forward(const char* name, const float* got, const double* want, size_t n) {
     float* w = to_floats(want, n);
-    int fail = check_rel(name, got, w, n, FWD_TOL);
+    int fail = check_rel_to_max(name, got, w, n, FWD_TOL);
     free(w);
     return fail;
-}
-
-static int check_bitwise(const char* name, const void* a, const void* b, size_t bytes) {
-    size_t n_words = bytes / 4, differ = 0;
-    const uint32_t* x = a;
-    const uint32_t* y = b;
-    for (size_t i = 0; i < n_words; i++) differ += x[i] != y[i];
-    char detail[96];
-    snprintf(detail, sizeof detail, "%zu of %zu values differ", differ, n_words);
-    printf("%s: %zu of %zu values differ bit-wise (tol 0)\n", name, differ, n_words);
-    return check_true(name, differ == 0 && bytes % 4 == 0, detail);
 }
 
 // Central finite differences of loss(ctx) with respect to the n doubles at x (perturbed in place).
@@ -126,8 +75,8 @@ static float* finite_diff(double* x, size_t n, LossFn loss, const void* ctx) {
 
 // Checks a "+=" gradient: got must equal prefill + finite differences.
 static int check_accumulated(const char* name, const float* got, const float* prefill, const float* fd, size_t n) {
-    float* want = plus(prefill, fd, n);
-    int fail = check_rel(name, got, want, n, GRAD_TOL);
+    float* want = test_plus(prefill, fd, n);
+    int fail = check_rel_to_max(name, got, want, n, GRAD_TOL);
     free(want);
     return fail;
 }
@@ -182,7 +131,7 @@ static int check_gemm(int tA, int tB, int M, int N, int K, float alpha, float be
     float* C0 = random_floats((size_t)M * ldc, -1, 1);            // (M, ldc)
     if (beta == 0)
         for (int i = 0; i < M; i++) test_poison(C0 + (size_t)i * ldc, N);
-    float* C = copy_floats(C0, (size_t)M * ldc);
+    float* C = test_copy_floats(C0, (size_t)M * ldc);
     double* want = xmalloc((size_t)M * ldc * sizeof(double));
     double* mag = xmalloc((size_t)M * ldc * sizeof(double));
     ref_gemm(want, mag, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc);
@@ -263,11 +212,12 @@ static int check_norm(int layernorm, int N, int C, int G, float eps) {
     float* w = random_floats(C, 0.5f, 1.5f);
     float* b = random_floats(C, -0.5f, 0.5f);
     float* R = random_floats(n, -1.0f, 1.0f);
-    float *out = poisoned_floats(n), *mean = poisoned_floats((size_t)N * G), *rstd = poisoned_floats((size_t)N * G);
+    float* out = test_poisoned_floats(n);
+    float *mean = test_poisoned_floats((size_t)N * G), *rstd = test_poisoned_floats((size_t)N * G);
     if (layernorm) be->k.layernorm_forward(be, out, mean, rstd, x, w, b, N, C, eps);
     else be->k.groupnorm_forward(be, out, mean, rstd, x, w, b, N, C, G, eps);
 
-    NormCase p = {to_doubles(x, n), to_doubles(w, C), to_doubles(b, C), R, N, C, G, eps};
+    NormCase p = {test_to_doubles(x, n), test_to_doubles(w, C), test_to_doubles(b, C), R, N, C, G, eps};
     double* want = xmalloc(n * sizeof(double));
     double* want_mean = xmalloc((size_t)N * G * sizeof(double));
     double* want_rstd = xmalloc((size_t)N * G * sizeof(double));
@@ -281,10 +231,10 @@ static int check_norm(int layernorm, int N, int C, int G, float eps) {
     snprintf(name, sizeof name, "%s forward: rstd", op);
     fail += check_forward(name, rstd, want_rstd, (size_t)N * G);
 
-    float* dinp_pre = layernorm ? random_floats(n, -1, 1) : poisoned_floats(n);
+    float* dinp_pre = layernorm ? random_floats(n, -1, 1) : test_poisoned_floats(n);
     float* dw_pre = random_floats(C, -1, 1);
     float* db_pre = random_floats(C, -1, 1);
-    float *dinp = copy_floats(dinp_pre, n), *dw = copy_floats(dw_pre, C), *db = copy_floats(db_pre, C);
+    float *dinp = test_copy_floats(dinp_pre, n), *dw = test_copy_floats(dw_pre, C), *db = test_copy_floats(db_pre, C);
     if (layernorm) be->k.layernorm_backward(be, dinp, dw, db, R, x, w, mean, rstd, N, C);
     else be->k.groupnorm_backward(be, dinp, dw, db, R, x, w, mean, rstd, N, C, G);
     float* fd_x = finite_diff(p.x, n, norm_loss, &p);
@@ -294,7 +244,8 @@ static int check_norm(int layernorm, int N, int C, int G, float eps) {
         fail += check_accumulated("layernorm backward: dinp += (pre-filled) vs finite differences", dinp, dinp_pre,
                                   fd_x, n);
     } else {
-        fail += check_rel("groupnorm backward: dinp = (poisoned) vs finite differences", dinp, fd_x, n, GRAD_TOL);
+        fail += check_rel_to_max("groupnorm backward: dinp = (poisoned) vs finite differences", dinp, fd_x, n,
+                                 GRAD_TOL);
     }
     snprintf(name, sizeof name, "%s backward: dweight += vs finite differences", op);
     fail += check_accumulated(name, dw, dw_pre, fd_w, C);
@@ -302,7 +253,7 @@ static int check_norm(int layernorm, int N, int C, int G, float eps) {
     fail += check_accumulated(name, db, db_pre, fd_b, C);
 
     // A frozen norm (dweight = dbias = NULL) gives the same dinp.
-    float* dinp2 = copy_floats(dinp_pre, n);
+    float* dinp2 = test_copy_floats(dinp_pre, n);
     if (layernorm) be->k.layernorm_backward(be, dinp2, NULL, NULL, R, x, w, mean, rstd, N, C);
     else be->k.groupnorm_backward(be, dinp2, NULL, NULL, R, x, w, mean, rstd, N, C, G);
     snprintf(name, sizeof name, "%s backward with dweight = dbias = NULL: same dinp", op);
@@ -356,10 +307,10 @@ static int check_tokenshift(int n_mix, int B, int T, int C, int with_x_prev, int
     snprintf(cfg, sizeof cfg, "n_mix=%d B=%d T=%d C=%d x_prev=%s dx_prev=%s", n_mix, B, T, C,
              with_x_prev ? "yes" : "NULL", with_dx_prev ? "yes" : "NULL");
 
-    float* xm = poisoned_floats(nm);
+    float* xm = test_poisoned_floats(nm);
     be->k.tokenshift_forward(be, xm, x, kx_prev, mu, n_mix, B, T, C);
-    ShiftCase p = {to_doubles(x, nx), to_doubles(x_prev, (size_t)B * C), to_doubles(mu, (size_t)n_mix * C), R, n_mix,
-                   B, T, C};
+    ShiftCase p = {test_to_doubles(x, nx), test_to_doubles(x_prev, (size_t)B * C),
+                   test_to_doubles(mu, (size_t)n_mix * C), R, n_mix, B, T, C};
     double* want = xmalloc(nm * sizeof(double));
     ref_tokenshift(want, p.x, p.x_prev, p.mu, n_mix, B, T, C);
     snprintf(name, sizeof name, "tokenshift forward %s: xm", cfg);
@@ -367,8 +318,8 @@ static int check_tokenshift(int n_mix, int B, int T, int C, int with_x_prev, int
 
     float* dx_pre = random_floats(nx, -1, 1);
     float* dmu_pre = random_floats((size_t)n_mix * C, -1, 1);
-    float *dx = copy_floats(dx_pre, nx), *dmu = copy_floats(dmu_pre, (size_t)n_mix * C);
-    float* dx_prev = with_dx_prev ? poisoned_floats((size_t)B * C) : NULL;
+    float *dx = test_copy_floats(dx_pre, nx), *dmu = test_copy_floats(dmu_pre, (size_t)n_mix * C);
+    float* dx_prev = with_dx_prev ? test_poisoned_floats((size_t)B * C) : NULL;
     be->k.tokenshift_backward(be, dx, dx_prev, dmu, R, x, kx_prev, mu, n_mix, B, T, C);
     float* fd_x = finite_diff(p.x, nx, shift_loss, &p);
     float* fd_mu = finite_diff(p.mu, (size_t)n_mix * C, shift_loss, &p);
@@ -379,7 +330,7 @@ static int check_tokenshift(int n_mix, int B, int T, int C, int with_x_prev, int
     if (with_dx_prev) {
         float* fd_prev = finite_diff(p.x_prev, (size_t)B * C, shift_loss, &p);
         snprintf(name, sizeof name, "tokenshift backward %s: dx_prev = (poisoned)", cfg);
-        fail += check_rel(name, dx_prev, fd_prev, (size_t)B * C, GRAD_TOL);
+        fail += check_rel_to_max(name, dx_prev, fd_prev, (size_t)B * C, GRAD_TOL);
         free(fd_prev);
     }
     free(x), free(x_prev), free(mu), free(R), free(xm), free(p.x), free(p.x_prev), free(p.mu), free(want);
@@ -441,7 +392,7 @@ static int check_activation(Activation a) {
     size_t n = 40000;
     float* x = random_floats(n, 0.05f, 3.0f);
     for (size_t i = 0; i < n; i += 2) x[i] = -x[i];
-    float* out = poisoned_floats(n);
+    float* out = test_poisoned_floats(n);
     act_forward(a, out, x, n);
     double* want = xmalloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) want[i] = ref_activation(a, x[i]);
@@ -451,12 +402,12 @@ static int check_activation(Activation a) {
     // backward on the first 300 values
     size_t nb = 300;
     float* R = random_floats(nb, -1, 1);
-    float* dinp = poisoned_floats(nb);
+    float* dinp = test_poisoned_floats(nb);
     act_backward(a, dinp, R, x, out, nb);
-    ActCase p = {a, to_doubles(x, nb), R, nb};
+    ActCase p = {a, test_to_doubles(x, nb), R, nb};
     float* fd = finite_diff(p.x, nb, act_loss, &p);
     snprintf(name, sizeof name, "%s backward: dinp = (poisoned) vs finite differences", ACT_NAMES[a]);
-    fail += check_rel(name, dinp, fd, nb, GRAD_TOL);
+    fail += check_rel_to_max(name, dinp, fd, nb, GRAD_TOL);
     free(x), free(out), free(want), free(R), free(dinp), free(p.x), free(fd);
     return fail;
 }
@@ -482,7 +433,7 @@ static int test_embedding(void) {
     int N = 12, C = 70, V = 5;
     int32_t idx[12] = {3, 0, 3, 4, 1, 3, 0, 2, 4, 3, 1, 0};  // repeated rows accumulate
     float* table = random_floats((size_t)V * C, -1, 1);
-    float* out = poisoned_floats((size_t)N * C);
+    float* out = test_poisoned_floats((size_t)N * C);
     be->k.embedding_forward(be, out, idx, table, N, C);
     double* want = xmalloc((size_t)N * C * sizeof(double));
     for (int n = 0; n < N; n++)
@@ -491,9 +442,9 @@ static int test_embedding(void) {
 
     float* R = random_floats((size_t)N * C, -1, 1);
     float* dt_pre = random_floats((size_t)V * C, -1, 1);
-    float* dtable = copy_floats(dt_pre, (size_t)V * C);
+    float* dtable = test_copy_floats(dt_pre, (size_t)V * C);
     be->k.embedding_backward(be, dtable, R, idx, N, C, V);
-    EmbeddingCase p = {to_doubles(table, (size_t)V * C), idx, R, N, C};
+    EmbeddingCase p = {test_to_doubles(table, (size_t)V * C), idx, R, N, C};
     float* fd = finite_diff(p.table, (size_t)V * C, embedding_loss, &p);
     fail += check_accumulated("embedding backward: dtable += vs finite differences", dtable, dt_pre, fd, (size_t)V * C);
     free(table), free(out), free(want), free(R), free(dt_pre), free(dtable), free(p.table), free(fd);
@@ -562,33 +513,34 @@ static int test_crossentropy_small(void) {
     for (int v = 0; v < V; v++) logits[3 * V + v] += 50.0f;  // a row far from zero
     logits[0 * V + 3] = 6.0f;                                 // a tie for the max in row 0: the first wins
     logits[0 * V + 10] = 6.0f;
-    float* losses = poisoned_floats(N);
-    float* dlogits = poisoned_floats(n);
+    float* losses = test_poisoned_floats(N);
+    float* dlogits = test_poisoned_floats(n);
     be->k.crossentropy_forward_backward(be, losses, dlogits, logits, targets, N, V, dloss, 0.0f);
 
-    CrossEntropyCase p = {to_doubles(logits, n), targets, N, V, dloss};
+    CrossEntropyCase p = {test_to_doubles(logits, n), targets, N, V, dloss};
     double want_losses[6];
     ref_crossentropy(want_losses, p.logits, targets, N, V);
     int fail = check_forward("crossentropy N=6 V=37 (2 masked rows): losses", losses, want_losses, N);
     float* fd = finite_diff(p.logits, n, crossentropy_loss, &p);
-    fail += check_rel("crossentropy l2wrap=0: dlogits = (poisoned) vs finite differences", dlogits, fd, n, GRAD_TOL);
+    fail += check_rel_to_max("crossentropy l2wrap=0: dlogits = (poisoned) vs finite differences", dlogits, fd, n,
+                             GRAD_TOL);
     fail += check_true("crossentropy: masked rows have loss 0 and zero dlogits",
                        losses[2] == 0 && losses[5] == 0 && rows_are_zero(dlogits, targets, N, V), "non-zero");
 
-    float* dl_wrap = poisoned_floats(n);
+    float* dl_wrap = test_poisoned_floats(n);
     be->k.crossentropy_forward_backward(be, losses, dl_wrap, logits, targets, N, V, dloss, l2wrap);
-    float* want_wrap = copy_floats(fd, n);
+    float* want_wrap = test_copy_floats(fd, n);
     add_l2wrap(want_wrap, logits, targets, N, V, l2wrap);
-    fail += check_rel("crossentropy l2wrap=0.01: dlogits vs finite differences + l2wrap*max at first argmax", dl_wrap,
-                      want_wrap, n, GRAD_TOL);
+    fail += check_rel_to_max("crossentropy l2wrap=0.01: dlogits vs finite differences + l2wrap*max at first argmax",
+                             dl_wrap, want_wrap, n, GRAD_TOL);
     fail += check_true("crossentropy l2wrap: the tie in row 0 credits index 3 only",
                        dl_wrap[3] - dlogits[3] > 0.05f && dl_wrap[10] == dlogits[10], "wrong argmax");
 
-    float* in_place = copy_floats(logits, n);
+    float* in_place = test_copy_floats(logits, n);
     be->k.crossentropy_forward_backward(be, losses, in_place, in_place, targets, N, V, dloss, l2wrap);
     fail += check_bitwise("crossentropy with dlogits aliasing logits: same dlogits", in_place, dl_wrap,
                           n * sizeof(float));
-    float* losses_only = poisoned_floats(N);
+    float* losses_only = test_poisoned_floats(N);
     be->k.crossentropy_forward_backward(be, losses_only, NULL, logits, targets, N, V, dloss, l2wrap);
     fail += check_bitwise("crossentropy with dlogits NULL: same losses", losses_only, losses, N * sizeof(float));
     free(logits), free(losses), free(dlogits), free(p.logits), free(fd), free(dl_wrap), free(want_wrap);
@@ -602,11 +554,11 @@ static int test_crossentropy_large(void) {
     int32_t targets[4] = {7, 49999, 123, 25000};
     size_t n = (size_t)N * V;
     float* logits = random_floats(n, -30, 30);
-    float* losses = poisoned_floats(N);
-    float* dlogits = poisoned_floats(n);
+    float* losses = test_poisoned_floats(N);
+    float* dlogits = test_poisoned_floats(n);
     be->k.crossentropy_forward_backward(be, losses, dlogits, logits, targets, N, V, 1.0f, 0.0f);
     double want_losses[4];
-    double* ld = to_doubles(logits, n);
+    double* ld = test_to_doubles(logits, n);
     ref_crossentropy(want_losses, ld, targets, N, V);
     int fail = check_forward("crossentropy N=4 V=50000 logits in [-30, 30]: losses", losses, want_losses, N);
     double* want = xmalloc(n * sizeof(double));
@@ -633,7 +585,7 @@ static int test_adamw(void) {
     float* param = random_floats(n, -1, 1);
     float* m = xcalloc(n, sizeof(float));
     float* v = xcalloc(n, sizeof(float));
-    double* p_ref = to_doubles(param, n);
+    double* p_ref = test_to_doubles(param, n);
     double* m_ref = xcalloc(n, sizeof(double));
     double* v_ref = xcalloc(n, sizeof(double));
     int fail = 0;
@@ -810,7 +762,7 @@ static int test_determinism(void) {
 
     // AdamW is elementwise: also thread-count independent.
     size_t n = (size_t)DN * DC;
-    float *p1 = copy_floats(in.x, n), *p2 = copy_floats(in.x, n);
+    float *p1 = test_copy_floats(in.x, n), *p2 = test_copy_floats(in.x, n);
     float *m1 = xcalloc(n, sizeof(float)), *m2 = xcalloc(n, sizeof(float));
     float *v1 = xcalloc(n, sizeof(float)), *v2 = xcalloc(n, sizeof(float));
     be->k.adamw_update(be, p1, in.dout, m1, v1, n, 1e-3f, 0.9f, 0.99f, 1e-8f, 0.1f, 1, 1.0f);

@@ -39,11 +39,8 @@ static const float TINY = 1e-10f;     // k0 scale of the tiny head in the kk-nor
 
 // ------------------------------------------------------------------------------------------------ helpers
 
-static float* random_floats(size_t n, float lo, float hi) {
-    float* x = xmalloc(n * sizeof(float));
-    test_fill_uniform(&rng, x, n, lo, hi);
-    return x;
-}
+// Uniform in [lo, hi), from this test's random stream (xmalloc'd, like every buffer helper of testutil.h).
+static float* random_floats(size_t n, float lo, float hi) { return test_random_floats(&rng, n, lo, hi); }
 
 // Magnitudes uniform in [lo, hi] with random signs: never zero (lo > 0).
 static float* random_signed(size_t n, float lo, float hi) {
@@ -53,38 +50,7 @@ static float* random_signed(size_t n, float lo, float hi) {
     return x;
 }
 
-static float* poisoned_floats(size_t n) {
-    float* x = xmalloc(n * sizeof(float));
-    test_poison(x, n);
-    return x;
-}
-
-static float* copy_floats(const float* x, size_t n) {
-    float* y = xmalloc(n * sizeof(float));
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
-
-static double* to_doubles(const float* x, size_t n) {
-    double* y = xmalloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
-
 static double* new_doubles(size_t n) { return xmalloc(n * sizeof(double)); }
-
-// base + delta, summed in double and rounded once: the expected value of a "+=" output.
-static float* plus(const float* base, const float* delta, size_t n) {
-    float* y = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) y[i] = (float)((double)base[i] + (double)delta[i]);
-    return y;
-}
-
-static double max_abs(const float* x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
-    return m;
-}
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -95,21 +61,15 @@ static const char* label(const char* cfg, const char* what) {
     return buf;
 }
 
-// Relative error with a floor of 1% of the largest expected magnitude (values near zero are judged on
-// the scale of the whole tensor).
-static int check_rel(const char* name, const float* got, const float* want, size_t n, double tol) {
-    return check_close_rel(name, got, want, n, tol, fmax(1e-2 * max_abs(want, n), 1e-30));
-}
-
 // As check_rel; when tiny > 0 the first `tiny` values (the tiny head of the kk edge case, on a scale of
 // their own) and the rest are judged separately.
 static int check_parts(const char* name, const float* got, const float* want, size_t n, double tol, size_t tiny) {
-    if (tiny == 0) return check_rel(name, got, want, n, tol);
+    if (tiny == 0) return check_rel_to_max(name, got, want, n, tol);
     char part[320];
     snprintf(part, sizeof part, "%s [tiny head]", name);
-    int fail = check_rel(part, got, want, tiny, tol);
+    int fail = check_rel_to_max(part, got, want, tiny, tol);
     snprintf(part, sizeof part, "%s [other heads]", name);
-    return fail + check_rel(part, got + tiny, want + tiny, n - tiny, tol);
+    return fail + check_rel_to_max(part, got + tiny, want + tiny, n - tiny, tol);
 }
 
 static int check_forward(const char* name, const float* got, const double* want, size_t n, size_t tiny) {
@@ -128,21 +88,10 @@ static int check_grad(const char* name, const float* got, const float* fd, size_
 // A "+=" gradient: got must equal prefill + finite differences.
 static int check_accumulated(const char* name, const float* got, const float* prefill, const float* fd, size_t n,
                              size_t tiny) {
-    float* want = plus(prefill, fd, n);
+    float* want = test_plus(prefill, fd, n);
     int fail = check_parts(name, got, want, n, GRAD_TOL, tiny);
     free(want);
     return fail;
-}
-
-static int check_bitwise(const char* name, const void* a, const void* b, size_t bytes) {
-    size_t n_words = bytes / 4, differ = 0;
-    const uint32_t* x = a;
-    const uint32_t* y = b;
-    for (size_t i = 0; i < n_words; i++) differ += x[i] != y[i];
-    char detail[96];
-    snprintf(detail, sizeof detail, "%zu of %zu values differ", differ, n_words);
-    printf("%s: %zu of %zu values differ bit-wise (tol 0)\n", name, differ, n_words);
-    return check_true(name, differ == 0 && bytes % 4 == 0, detail);
 }
 
 // Loss restricted to rows [row0, row1): the full loss is loss(ctx, 0, N).
@@ -176,25 +125,25 @@ static int check_vector_ops(size_t n) {
     float* b = random_signed(n, 0.1f, 2.0f);
     float* y0 = random_signed(n, 0.1f, 2.0f);
 
-    float* z = copy_floats(x, n);
+    float* z = test_copy_floats(x, n);
     be->k.zero(be, z, n);
     float* zeros = xcalloc(n, sizeof(float));
     int fail = check_close_abs(label(cfg, "zero: x = 0"), z, zeros, n, 0);
 
-    float* dst = poisoned_floats(n);
+    float* dst = test_poisoned_floats(n);
     be->k.copy(be, dst, x, n);
     fail += check_bitwise(label(cfg, "copy: dst = src (poisoned dst)"), dst, x, n * sizeof(float));
     be->k.copy(be, dst, dst, n);
     fail += check_bitwise(label(cfg, "copy with dst == src: unchanged"), dst, x, n * sizeof(float));
 
     float alpha = -0.7f;
-    float* y = copy_floats(y0, n);
+    float* y = test_copy_floats(y0, n);
     be->k.axpy(be, y, alpha, x, n);
     double* want = new_doubles(n);
     for (size_t i = 0; i < n; i++) want[i] = (double)y0[i] + (double)alpha * x[i];
     fail += check_forward(label(cfg, "axpy: y += -0.7 x (pre-filled y)"), y, want, n, 0);
 
-    float* out = poisoned_floats(n);
+    float* out = test_poisoned_floats(n);
     be->k.mul(be, out, x, b, n);
     for (size_t i = 0; i < n; i++) want[i] = (double)x[i] * b[i];
     fail += check_forward(label(cfg, "mul: out = a b (poisoned out)"), out, want, n, 0);
@@ -241,10 +190,10 @@ static int check_decay(int N, int C) {
     float* pre = random_signed(nc, 0.1f, 3.0f);
     float* w0 = random_signed(C, 0.1f, 3.0f);
     float* R = random_floats(nc, -1, 1);
-    float *w = poisoned_floats(nc), *d = poisoned_floats(nc);
+    float *w = test_poisoned_floats(nc), *d = test_poisoned_floats(nc);
     be->k.rwkv7_decay_forward(be, w, d, pre, w0, N, C);
 
-    DecayCase p = {to_doubles(pre, nc), to_doubles(w0, C), R, N, C};
+    DecayCase p = {test_to_doubles(pre, nc), test_to_doubles(w0, C), R, N, C};
     double *want_w = new_doubles(nc), *want_d = new_doubles(nc);
     int in_range = 1;
     for (size_t i = 0; i < nc; i++) {
@@ -256,9 +205,9 @@ static int check_decay(int N, int C) {
     fail += check_forward(label(cfg, "forward d = pre + w0 (saved)"), d, want_d, nc, 0);
     fail += check_true(label(cfg, "forward w in (0.5453, 1)"), in_range, "a decay out of range");
 
-    float* dpre = poisoned_floats(nc);
+    float* dpre = test_poisoned_floats(nc);
     float* dw0_pre = random_floats(C, -1, 1);
-    float* dw0 = copy_floats(dw0_pre, C);
+    float* dw0 = test_copy_floats(dw0_pre, C);
     be->k.rwkv7_decay_backward(be, dpre, dw0, R, w, d, N, C);
     float* fd_pre = finite_diff(p.pre, nc, C, N, decay_loss, &p);
     float* fd_w0 = finite_diff(p.w0, C, 0, N, decay_loss, &p);
@@ -293,17 +242,17 @@ static int check_bias_sigmoid(int N, int C) {
     float* inp = random_signed(nc, 0.1f, 3.0f);
     float* bias = random_signed(C, 0.1f, 2.0f);
     float* R = random_floats(nc, -1, 1);
-    float* out = poisoned_floats(nc);
+    float* out = test_poisoned_floats(nc);
     be->k.bias_sigmoid_forward(be, out, inp, bias, N, C);
 
-    BiasSigmoidCase p = {to_doubles(inp, nc), to_doubles(bias, C), R, N, C};
+    BiasSigmoidCase p = {test_to_doubles(inp, nc), test_to_doubles(bias, C), R, N, C};
     double* want = new_doubles(nc);
     for (size_t i = 0; i < nc; i++) want[i] = sigmoid(p.inp[i] + p.bias[i % C]);
     int fail = check_forward(label(cfg, "forward out = sigmoid(inp + bias)"), out, want, nc, 0);
 
-    float* dinp = poisoned_floats(nc);
+    float* dinp = test_poisoned_floats(nc);
     float* dbias_pre = random_floats(C, -1, 1);
-    float* dbias = copy_floats(dbias_pre, C);
+    float* dbias = test_copy_floats(dbias_pre, C);
     be->k.bias_sigmoid_backward(be, dinp, dbias, R, out, N, C);
     float* fd_inp = finite_diff(p.inp, nc, C, N, bias_sigmoid_loss, &p);
     float* fd_bias = finite_diff(p.bias, C, 0, N, bias_sigmoid_loss, &p);
@@ -341,17 +290,17 @@ static int check_vres(int N, int C) {
     float* vfirst = random_signed(nc, 0.1f, 2.0f);
     float* gamma = random_floats(nc, 0.05f, 0.95f);
     float* R = random_floats(nc, -1, 1);
-    float* v = poisoned_floats(nc);
+    float* v = test_poisoned_floats(nc);
     be->k.rwkv7_vres_forward(be, v, vp, vfirst, gamma, nc);
 
-    VresCase p = {to_doubles(vp, nc), to_doubles(vfirst, nc), to_doubles(gamma, nc), R, N, C};
+    VresCase p = {test_to_doubles(vp, nc), test_to_doubles(vfirst, nc), test_to_doubles(gamma, nc), R, N, C};
     double* want = new_doubles(nc);
     for (size_t i = 0; i < nc; i++) want[i] = ref_vres(p.vp[i], p.vfirst[i], p.gamma[i]);
     int fail = check_forward(label(cfg, "forward v = vp + (vfirst - vp) gamma"), v, want, nc, 0);
 
-    float *dvp = poisoned_floats(nc), *dgamma = poisoned_floats(nc);
+    float *dvp = test_poisoned_floats(nc), *dgamma = test_poisoned_floats(nc);
     float* dvfirst_pre = random_floats(nc, -1, 1);
-    float* dvfirst = copy_floats(dvfirst_pre, nc);
+    float* dvfirst = test_copy_floats(dvfirst_pre, nc);
     be->k.rwkv7_vres_backward(be, dvp, dvfirst, dgamma, R, vp, vfirst, gamma, nc);
     float* fd_vp = finite_diff(p.vp, nc, C, N, vres_loss, &p);
     float* fd_vfirst = finite_diff(p.vfirst, nc, C, N, vres_loss, &p);
@@ -439,10 +388,11 @@ static int check_kprep(int N, int C, int hs, int tiny) {
     float* k_a = random_signed(C, 0.1f, 1.5f);
     float *R_kk = random_floats(nc, -1, 1), *R_kmod = random_floats(nc, -1, 1);
     float *R_wa = random_floats(nc, -1, 1), *R_wb = random_floats(nc, -1, 1);
-    float *kk = poisoned_floats(nc), *kmod = poisoned_floats(nc), *wa = poisoned_floats(nc), *wb = poisoned_floats(nc);
+    float *kk = test_poisoned_floats(nc), *kmod = test_poisoned_floats(nc);
+    float *wa = test_poisoned_floats(nc), *wb = test_poisoned_floats(nc);
     be->k.rwkv7_kprep_forward(be, kk, kmod, wa, wb, k0, a, k_k, k_a, N, C, hs);
 
-    KprepCase p = {to_doubles(k0, nc), to_doubles(a, nc), to_doubles(k_k, C), to_doubles(k_a, C),
+    KprepCase p = {test_to_doubles(k0, nc), test_to_doubles(a, nc), test_to_doubles(k_k, C), test_to_doubles(k_a, C),
                    R_kk, R_kmod, R_wa, R_wb, new_doubles(4 * (size_t)C), N, C, hs};
     double *want_kk = new_doubles(nc), *want_kmod = new_doubles(nc), *want_wa = new_doubles(nc);
     double* want_wb = new_doubles(nc);
@@ -458,9 +408,9 @@ static int check_kprep(int N, int C, int hs, int tiny) {
     // kk's own gradient enters through wa = -kk: dwa = R_wa - R_kk.
     float* dwa = xmalloc(nc * sizeof(float));
     for (size_t i = 0; i < nc; i++) dwa[i] = R_wa[i] - R_kk[i];
-    float *dk0 = poisoned_floats(nc), *da = poisoned_floats(nc);
+    float *dk0 = test_poisoned_floats(nc), *da = test_poisoned_floats(nc);
     float *dk_k_pre = random_floats(C, -1, 1), *dk_a_pre = random_floats(C, -1, 1);
-    float *dk_k = copy_floats(dk_k_pre, C), *dk_a = copy_floats(dk_a_pre, C);
+    float *dk_k = test_copy_floats(dk_k_pre, C), *dk_a = test_copy_floats(dk_a_pre, C);
     be->k.rwkv7_kprep_backward(be, dk0, da, dk_k, dk_a, R_kmod, dwa, R_wb, k0, a, kk, k_k, k_a, N, C, hs);
     float* fd_k0 = finite_diff(p.k0, nc, C, N, kprep_loss, &p);
     float* fd_a = finite_diff(p.a, nc, C, N, kprep_loss, &p);
@@ -523,11 +473,11 @@ static int check_bonus_gate(int N, int C, int hs) {
     float *k = random_signed(nc, 0.1f, 1.5f), *v = random_signed(nc, 0.1f, 1.5f);
     float *r_k = random_signed(C, 0.1f, 1.0f), *g = random_signed(nc, 0.1f, 2.0f);
     float* R = random_floats(nc, -1, 1);
-    float* z = poisoned_floats(nc);
+    float* z = test_poisoned_floats(nc);
     be->k.rwkv7_bonus_gate_forward(be, z, n_, r, k, v, r_k, g, N, C, hs);
 
-    BonusCase p = {to_doubles(n_, nc), to_doubles(r, nc), to_doubles(k, nc), to_doubles(v, nc), to_doubles(r_k, C),
-                   to_doubles(g, nc), R, new_doubles(C), N, C, hs};
+    BonusCase p = {test_to_doubles(n_, nc), test_to_doubles(r, nc), test_to_doubles(k, nc), test_to_doubles(v, nc),
+                   test_to_doubles(r_k, C), test_to_doubles(g, nc), R, new_doubles(C), N, C, hs};
     double* want = new_doubles(nc);
     for (int row = 0; row < N; row++) {
         size_t o = (size_t)row * C;
@@ -535,11 +485,11 @@ static int check_bonus_gate(int N, int C, int hs) {
     }
     int fail = check_forward(label(cfg, "forward z = (n + s_h v) g"), z, want, nc, 0);
 
-    float *dg = poisoned_floats(nc), *dn = poisoned_floats(nc);
+    float *dg = test_poisoned_floats(nc), *dn = test_poisoned_floats(nc);
     float *dr_pre = random_floats(nc, -1, 1), *dk_pre = random_floats(nc, -1, 1), *dv_pre = random_floats(nc, -1, 1);
     float* dr_k_pre = random_floats(C, -1, 1);
-    float *dr = copy_floats(dr_pre, nc), *dk = copy_floats(dk_pre, nc), *dv = copy_floats(dv_pre, nc);
-    float* dr_k = copy_floats(dr_k_pre, C);
+    float *dr = test_copy_floats(dr_pre, nc), *dk = test_copy_floats(dk_pre, nc), *dv = test_copy_floats(dv_pre, nc);
+    float* dr_k = test_copy_floats(dr_k_pre, C);
     be->k.rwkv7_bonus_gate_backward(be, dg, dr, dk, dv, dr_k, R, n_, r, k, v, r_k, g, N, C, hs);
     be->k.mul(be, dn, R, g, nc);  // the contract's dn = dz g
     float* fd_n = finite_diff(p.n, nc, C, N, bonus_loss, &p);
@@ -644,9 +594,9 @@ static int test_determinism(void) {
     for (int i = 0; i < 4; i++) in.chan[i] = random_signed(DC, 0.1f, 1.5f);
     for (int i = 0; i < 4; i++) in.R[i] = random_floats(DNC, -1, 1);
     in.acc = random_floats(DNC, -1, 1);
-    float* one = poisoned_floats(DET_FLOATS);
-    float* two = poisoned_floats(DET_FLOATS);
-    float* again = poisoned_floats(DET_FLOATS);
+    float* one = test_poisoned_floats(DET_FLOATS);
+    float* two = test_poisoned_floats(DET_FLOATS);
+    float* again = test_poisoned_floats(DET_FLOATS);
     int fail = run_with_threads(1, one, &in);
     fail += run_with_threads(2, two, &in);
     fail += run_with_threads(2, again, &in);  // leaves the process at 2 threads, as main's backend

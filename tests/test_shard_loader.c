@@ -569,9 +569,13 @@ static int check_memory_bound(const char* name, int n_samples) {
     ShardLoader* L = open_or_die(&o);
     ShardBatch* b = next_or_die(L);
     shard_batch_free(b);
-    struct timespec pause = {0, 200 * 1000 * 1000};
-    nanosleep(&pause, NULL);   // the prefetch thread fills its queue and buffer meanwhile
+    // the prefetch thread fills its queue and buffer meanwhile: wait for it (up to 20 s on a loaded machine)
+    struct timespec pause = {0, 20 * 1000 * 1000};
     ShardLoaderStats full = shard_loader_stats(L);
+    for (int i = 0; i < 1000 && full.live_samples < 16; i++) {
+        nanosleep(&pause, NULL);
+        full = shard_loader_stats(L);
+    }
     int keys[2 * 300], n[2];
     read_epochs(L, 1, keys, 300, n);
     ShardLoaderStats s = shard_loader_stats(L);
@@ -588,31 +592,46 @@ static int check_memory_bound(const char* name, int n_samples) {
 
 // ---------------------------------------------------------------------------- bad and long samples
 
+// Calls shard_loader_next up to `calls` times (freeing each batch) and returns the last rc: -1 with e filled
+// once the loader has stopped on an error.
+static int next_until_error(ShardLoader* L, int calls, Error* e) {
+    int rc = 0;
+    for (int i = 0; i < calls && rc == 0; i++) {
+        ShardBatch* b = NULL;
+        rc = shard_loader_next(L, &b, e);
+        shard_batch_free(b);
+    }
+    return rc;
+}
+
+// Epoch 0 of o's dataset read with skip_bad on, warnings going to log: its keys (up to 64) and the stats.
+static int read_epoch0_skipping_bad(ShardLoaderOptions o, FILE* log, int* keys, ShardLoaderStats* s) {
+    o.skip_bad = 1;
+    o.log = log;
+    ShardLoader* L = open_or_die(&o);
+    int n = read_epoch0(L, keys, 64);
+    *s = shard_loader_stats(L);
+    shard_loader_close(L);
+    return n;
+}
+
 static int test_bad_samples(void) {
     int fails = 0;
     ShardLoaderOptions o = options("bad", 0, 1);
     o.image_size = 8;
     ShardLoader* L = open_or_die(&o);
     Error e = {{0}};
-    ShardBatch* b = NULL;
-    int rc = 0;
-    for (int i = 0; i < 40 && rc == 0; i++) {
-        rc = shard_loader_next(L, &b, &e);
-        shard_batch_free(b);
-    }
+    int rc = next_until_error(L, 40, &e);
     fails += expect_reject("an undecodable image stops the loader with the file and key", rc, &e, "s00006", ".h5");
+    ShardBatch* b = NULL;
     rc = shard_loader_next(L, &b, &e);
     fails += check_true("... and the loader keeps failing after it", rc == -1 && b == NULL, "");
     shard_loader_close(L);
 
     FILE* log = tmpfile();
-    o.skip_bad = 1;
-    o.log = log;
-    L = open_or_die(&o);
     int keys[64];
-    int n = read_epoch0(L, keys, 64);   // the bad sample is taken but never shows in a batch
-    ShardLoaderStats s = shard_loader_stats(L);
-    shard_loader_close(L);
+    ShardLoaderStats s;
+    int n = read_epoch0_skipping_bad(o, log, keys, &s);   // the bad sample is taken but never shows in a batch
     rewind(log);
     char line[1200];
     int warnings = 0, summary = 0;
@@ -645,24 +664,15 @@ static int test_truncated_shard(void) {
     ShardLoaderOptions o = options("cut", 0, 1);
     ShardLoader* L = open_or_die(&o);
     Error e = {{0}};
-    ShardBatch* b = NULL;
-    int rc = 0;
-    for (int i = 0; i < 40 && rc == 0; i++) {
-        rc = shard_loader_next(L, &b, &e);
-        shard_batch_free(b);
-    }
+    int rc = next_until_error(L, 40, &e);
     int fails = expect_reject("a truncated shard stops the loader with the shard's name", rc, &e, "train-000002.h5",
                               NULL);
     shard_loader_close(L);
 
     FILE* log = tmpfile();
-    o.skip_bad = 1;
-    o.log = log;
-    L = open_or_die(&o);
     int keys[64];
-    int n = read_epoch0(L, keys, 64);
-    ShardLoaderStats s = shard_loader_stats(L);
-    shard_loader_close(L);
+    ShardLoaderStats s;
+    int n = read_epoch0_skipping_bad(o, log, keys, &s);
     fclose(log);
     char detail[96];
     snprintf(detail, sizeof detail, "%d delivered, %lld skipped", n, (long long)s.bad_samples);
@@ -679,12 +689,7 @@ static int test_long_samples(void) {
     o.batch_size = 1;
     ShardLoader* L = open_or_die(&o);
     Error e = {{0}};
-    ShardBatch* b = NULL;
-    int rc = 0;
-    for (int i = 0; i < 20 && rc == 0; i++) {
-        rc = shard_loader_next(L, &b, &e);
-        shard_batch_free(b);
-    }
+    int rc = next_until_error(L, 20, &e);
     fails += expect_reject("a 100-token sample with ctx_len 64 is refused", rc, &e, "s00003", "ctx_len");
     shard_loader_close(L);
 
@@ -692,7 +697,7 @@ static int test_long_samples(void) {
     L = open_or_die(&o);
     int ok = 0;
     for (int i = 0; i < 20; i++) {
-        b = next_or_die(L);
+        ShardBatch* b = next_or_die(L);
         if (key_number(b->samples[0].key) == 3) {
             Truth t;
             truth_of(&SPECS[D_LONG], 3, &t);

@@ -632,6 +632,18 @@ static int check_corrupt_shards(void) {
 }
 
 // ---------------------------------------------------------------------------------------------------- manifest, verify, inspect
+// Runs a data command (data_verify or data_inspect) on path with its report captured in *out (the caller
+// frees it); returns the command's rc.
+typedef int (*DataCommand)(const char* path, FILE* out, Error* e);
+static int run_captured(DataCommand command, const char* path, char** out, Error* e) {
+    size_t len = 0;
+    *out = NULL;
+    FILE* mem = open_memstream(out, &len);
+    int rc = command(path, mem, e);
+    fclose(mem);
+    return rc;
+}
+
 static int check_manifest_and_verify(void) {
     enum { N = 2 * N_TYPES };
     char dir[256];
@@ -641,11 +653,8 @@ static int check_manifest_and_verify(void) {
     o.max_samples = 6;
     Error e = {{0}};
     int f = check_true("write a dataset of 3 shards", write_samples(&o, ss, N, &e) == 0, e.msg);
-    char* out = NULL;
-    size_t out_len = 0;
-    FILE* mem = open_memstream(&out, &out_len);
-    int rc = data_verify(dir, mem, &e);
-    fclose(mem);
+    char* out;
+    int rc = run_captured(data_verify, dir, &out, &e);
     printf("%s", out ? out : "");
     f += check_true("verify passes on a good dataset", rc == 0 && strstr(out, "keys unique: OK"), e.msg);
     free(out);
@@ -696,11 +705,8 @@ static int check_inspect(void) {
     char dir[256];
     snprintf(dir, sizeof dir, "%s/rt-4-65536", ROOT);
     Error e = {{0}};
-    char* out = NULL;
-    size_t len = 0;
-    FILE* mem = open_memstream(&out, &len);
-    int rc = data_inspect(dir, mem, &e);
-    fclose(mem);
+    char* out;
+    int rc = run_captured(data_inspect, dir, &out, &e);
     printf("%s", out ? out : "");
     int f = check_true("inspect a dataset: counts, modalities, lengths, top tokens, media, first sample",
                        rc == 0 && strstr(out, "18 samples") && strstr(out, "modalities text,image,pixels,audio,timeseries,features") &&
@@ -708,10 +714,7 @@ static int check_inspect(void) {
                            strstr(out, "media features  : 6 items") && strstr(out, "first sample: 's000-text'"),
                        e.msg);
     free(out);
-    out = NULL;
-    mem = open_memstream(&out, &len);
-    rc = data_inspect(path_in(dir, "train-000000.h5"), mem, &e);
-    fclose(mem);
+    rc = run_captured(data_inspect, path_in(dir, "train-000000.h5"), &out, &e);
     f += check_true("inspect one shard file", rc == 0 && strstr(out, "1 shard file, 18 samples"), e.msg);
     free(out);
     f += expect_reject("inspect a missing path", data_inspect(path_in(dir, "none"), stdout, &e), &e, "none", "no such");

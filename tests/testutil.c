@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/common.h"
 #include "trainer/tensorset.h"
 
 const char* src_path(const char* rel) {
@@ -83,6 +84,57 @@ void test_fill_uniform(TestRng* r, float* x, size_t n, float lo, float hi) {
 
 void test_poison(float* x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+float* test_random_floats(TestRng* r, size_t n, float lo, float hi) {
+    float* x = xmalloc(n * sizeof(float));
+    test_fill_uniform(r, x, n, lo, hi);
+    return x;
+}
+
+float* test_poisoned_floats(size_t n) {
+    float* x = xmalloc(n * sizeof(float));
+    test_poison(x, n);
+    return x;
+}
+
+float* test_copy_floats(const float* x, size_t n) {
+    float* y = xmalloc(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+double* test_to_doubles(const float* x, size_t n) {
+    double* y = xmalloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+
+float* test_plus(const float* base, const float* delta, size_t n) {
+    float* y = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) y[i] = (float)((double)base[i] + (double)delta[i]);
+    return y;
+}
+
+static double max_abs(const float* x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+int check_rel_to_max(const char* name, const float* got, const float* want, size_t n, double rel_tol) {
+    return check_close_rel(name, got, want, n, rel_tol, fmax(1e-2 * max_abs(want, n), 1e-30));
+}
+
+int check_bitwise(const char* name, const void* a, const void* b, size_t bytes) {
+    size_t n_words = bytes / 4, differ = 0;
+    const uint32_t* x = a;
+    const uint32_t* y = b;
+    for (size_t i = 0; i < n_words; i++) differ += x[i] != y[i];
+    char detail[96];
+    snprintf(detail, sizeof detail, "%zu of %zu values differ", differ, n_words);
+    printf("%s: %zu of %zu values differ bit-wise (tol 0)\n", name, differ, n_words);
+    return check_true(name, differ == 0 && bytes % 4 == 0, detail);
 }
 
 int is_clean_rejection(int rc, const Error* e, const char* name) {

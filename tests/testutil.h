@@ -24,6 +24,21 @@ void test_fill_uniform(TestRng* r, float* x, size_t n, float lo, float hi);
 // Fills with NaN so that a kernel that forgets to write an output is caught ("poisoned" outputs).
 void test_poison(float* x, size_t n);
 
+// ---- buffers for kernel tests: each is allocated with xmalloc (kernels/common.h); the caller frees it.
+float* test_random_floats(TestRng* r, size_t n, float lo, float hi);   // uniform in [lo, hi)
+float* test_poisoned_floats(size_t n);                                 // all NaN
+float* test_copy_floats(const float* x, size_t n);
+double* test_to_doubles(const float* x, size_t n);
+// base + delta, summed in double and rounded once: the expected value of a "+=" output.
+float* test_plus(const float* base, const float* delta, size_t n);
+
+// check_close_rel with a floor of 1% of the largest |want| (values near zero are judged on the scale of
+// the whole tensor); returns 1 on failure.
+int check_rel_to_max(const char* name, const float* got, const float* want, size_t n, double rel_tol);
+// a and b (bytes long, a multiple of 4) equal bit for bit, compared as 32-bit words; prints how many words
+// differ; returns 1 on failure.
+int check_bitwise(const char* name, const void* a, const void* b, size_t bytes);
+
 // ---- readers and writers of files (struct Error: kernels/common.h; struct TensorSet: trainer/tensorset.h)
 struct Error;
 struct TensorSet;
