@@ -263,6 +263,9 @@ static void unusual_config(Config* c) {
     c->train.keep_checkpoints = 1000;
     c->train.log_every = 10;
     c->train.threads = 16;
+    c->parallel.dp = 8;          // parallel.tp has only its default value (1) so far
+    c->parallel.zero = 1;
+    c->parallel.timeout_s = 60;
 }
 
 static int check_round_trip(void) {
@@ -361,9 +364,9 @@ static int check_print_keys(void) {
     for (size_t i = 0; i < got; i++) lines += text[i] == '\n';
     printf("%s", text);
     int ok = strstr(text, "train.lr ") && strstr(text, "peak learning rate") && strstr(text, "cosine|wsd|constant") &&
-             strstr(text, "model.n_embd") && strstr(text, "data.jsonl_key") && lines == 1 + 38;
+             strstr(text, "model.n_embd") && strstr(text, "data.jsonl_key") && lines == 1 + 42;
     free(text);
-    return check_true("print_keys lists the header and all 38 keys with type, default and help", ok, "missing rows");
+    return check_true("print_keys lists the header and all 42 keys with type, default and help", ok, "missing rows");
 }
 
 int main(void) {

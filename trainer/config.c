@@ -106,6 +106,15 @@ static const KeySpec KEYS[] = {
      "newest checkpoints kept on disk"},
     {"train.log_every", KT_INT, FIELD(train.log_every), "1", 1, INT_MAX, 0, NULL, "steps between log lines"},
     {"train.threads", KT_INT, FIELD(train.threads), "0", 0, 4096, 0, NULL, "CPU threads; 0 = all cores"},
+
+    {"parallel.tp", KT_INT, FIELD(parallel.tp), "1", 1, 1, 0, NULL,
+     "tensor-parallel ranks per replica (only 1 so far)"},
+    {"parallel.dp", KT_INT, FIELD(parallel.dp), "0", 0, 1 << 20, 0, NULL,
+     "data-parallel replicas; 0 = all ranks of the job (mpirun -np N)"},
+    {"parallel.zero", KT_INT, FIELD(parallel.zero), "0", 0, 1, 0, NULL,
+     "0: gradient all-reduce; 1: ZeRO-1 (AdamW state sharded over the data-parallel ranks)"},
+    {"parallel.timeout_s", KT_INT, FIELD(parallel.timeout_s), "300", 1, 86400, 0, NULL,
+     "seconds a collective may wait before the job aborts naming the missing rank"},
 };
 enum { N_KEYS = sizeof KEYS / sizeof KEYS[0] };
 

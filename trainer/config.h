@@ -54,11 +54,19 @@ typedef struct TrainConfig {
     int threads;            // 0 = all cores
 } TrainConfig;
 
+typedef struct ParallelConfig {
+    int tp;                 // 1: tensor-parallel ranks per model replica (only 1 is implemented yet)
+    int dp;                 // 0: data-parallel replicas = ranks / tp
+    int zero;               // 0: gradient all-reduce; 1: ZeRO-1 (sharded AdamW state)
+    int timeout_s;          // 300: a collective waiting longer aborts the job naming the missing rank
+} ParallelConfig;
+
 typedef struct Config {
     char run_dir[CONFIG_PATH_MAX];  // "runs/default"
     ModelConfig model;
     DataConfig data;
     TrainConfig train;
+    ParallelConfig parallel;
 } Config;
 
 void config_defaults(Config* c);

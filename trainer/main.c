@@ -136,7 +136,14 @@ static int cmd_train(int argc, char** argv) {
         if (config_set(&cfg, sets[i], &e) != 0) fatal("%s", e.msg);
     free(sets);
     if (config_validate(&cfg, &e) != 0) fatal("%s", e.msg);
-    if (train_run(&cfg, &o, &e) != 0) fatal("%s", e.msg);
+    o.comm = comm_world_create(&argc, &argv, &e);  // MPI when started by mpirun/srun, else one rank
+    if (!o.comm) fatal("%s", e.msg);
+    if (comm_rank(o.comm) != 0) o.progress = 0;
+    if (train_run(&cfg, &o, &e) != 0) {
+        if (comm_size(o.comm) > 1) fatal("rank %d: %s", comm_rank(o.comm), e.msg);
+        fatal("%s", e.msg);
+    }
+    comm_free(o.comm);
     return 0;
 }
 

@@ -12,6 +12,8 @@
 #include "datasets/shard_loader.h"
 #include "datasets/textloader.h"
 #include "datasets/tokenizer.h"
+#include "sharding/comm.h"
+#include "sharding/data_parallel.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 #include "trainer/rwkv7_init.h"
@@ -26,7 +28,10 @@ typedef struct TrainRun {
     DataLoader* loader;      // training batches
     DataLoader* eval_loader; // validation batches (NULL: no validation data); rewound before every evaluation
     RWKV7* model;
-    Optimizer optim;
+    Comm* comm;              // the data-parallel ranks (all ranks of the job: tp = 1); not owned
+    int rank, world;         // this rank and the number of data-parallel ranks
+    Comm* self_comm;         // owned when the caller gave no communicator
+    DataParallel* dp;        // gradient averaging / ZeRO-1 and the (sharded) AdamW moments
     float* grads;            // (n_params) gradient buffer
     ModelParams grad_views;  // named views into grads
     RWKV7Acts* acts;
@@ -60,6 +65,8 @@ static int open_shards(TrainRun* r, Error* e) {
     shard_loader_options_default(&o);
     o.dir = d->train;
     o.seed = t->seed;
+    o.dp_rank = r->rank;
+    o.dp_size = r->world;
     o.batch_size = t->micro_batch;
     o.ctx_len = t->ctx_len;
     o.pack = 1;
@@ -73,6 +80,8 @@ static int open_shards(TrainRun* r, Error* e) {
     }
     o.dir = d->val;
     o.shuffle_buffer = 0;
+    o.dp_rank = 0;  // every rank evaluates the same batches (identical results on every rank)
+    o.dp_size = 1;
     r->eval_loader = shard_loader_text_adapter(&o, e);
     return r->eval_loader ? 0 : -1;
 }
@@ -102,7 +111,7 @@ static int open_data(TrainRun* r, Error* e) {
                           d->train, d->val_fraction, n - train_end, ctx);
     }
     printf("data: %s\n", tokenstream_describe(r->train_stream));
-    r->loader = textloader_create_train(r->train_stream, 0, train_end, ctx, 0, 1, e);
+    r->loader = textloader_create_train(r->train_stream, 0, train_end, ctx, r->rank, r->world, e);
     return r->loader ? 0 : -1;
 }
 
@@ -154,11 +163,22 @@ static int resume(TrainRun* r, Error* e) {
         return 0;
     }
     char* stored = NULL;
-    int rc = checkpoint_load(path, r->model, &r->optim, &r->st, &stored, e);
+    Optimizer full;  // the checkpoint's moments in the parameter layout; dp keeps this rank's part
+    optimizer_init(&full, r->model);
+    int rc = checkpoint_load(path, r->model, &full, &r->st, &stored, e);
+    if (rc == 0) dp_load_moments(r->dp, full.m, full.v);
+    optimizer_free(&full, r->model);
     if (rc == 0) {
         if (stored && strcmp(stored, r->config_yaml) != 0)
             printf("resume: warning: the configuration differs from the one stored in %s; the run will not repeat exactly\n", path);
-        r->loader->set_position(r->loader, r->st.loader_position);
+        // the checkpoint counts samples of the whole job; every rank has taken an equal share of them
+        if (r->st.loader_position % (uint64_t)r->world != 0) {
+            errorf(e, "%s: the data position (%" PRIu64 " samples) does not split over %d ranks: resume with a rank count "
+                      "that divides it", path, r->st.loader_position, r->world);
+            rc = -1;
+        } else {
+            r->loader->set_position(r->loader, r->st.loader_position / (uint64_t)r->world);
+        }
         printf("resume: %s (step %d, %" PRIu64 " tokens seen)\n", path, r->st.step, r->st.tokens_seen);
     }
     free(stored);
@@ -166,17 +186,49 @@ static int resume(TrainRun* r, Error* e) {
     return rc;
 }
 
+// Data parallel over r->comm: the tensor table with RWKV's groups (block-0 v0/v1/v2 are never trained).
+static int create_dp(TrainRun* r, Error* e) {
+    const RWKV7* m = r->model;
+    DPTensor* t = xcalloc((size_t)m->n_tensors, sizeof(DPTensor));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const TensorSpec* s = &m->specs[i];
+        t[i] = (DPTensor){.name = s->name, .offset = s->offset, .numel = s->numel, .trained = !s->unused,
+                          .lr_scale = s->lr_scale, .weight_decay = s->weight_decay};
+    }
+    DPConfig c = {.zero = r->cfg->parallel.zero};
+    r->dp = dp_create(r->comm, r->be, t, m->n_tensors, &c, e);
+    free(t);
+    return r->dp ? 0 : -1;
+}
+
+// Ranks and communicator: the caller's (mpirun), or a world of one rank.
+static int setup_ranks(TrainRun* r, Error* e) {
+    const ParallelConfig* p = &r->cfg->parallel;
+    r->comm = r->opt->comm;
+    if (!r->comm) r->comm = r->self_comm = comm_self_create();
+    r->rank = comm_rank(r->comm);
+    r->world = comm_size(r->comm);
+    comm_set_timeout(r->comm, p->timeout_s);
+    if (p->tp != 1) return errorf(e, "parallel.tp = %d: tensor parallelism is not implemented yet; use parallel.tp: 1", p->tp);
+    if (p->dp != 0 && p->dp != r->world)
+        return errorf(e, "parallel.dp = %d but the job has %d ranks: launch with mpirun -np %d or set parallel.dp: 0",
+                      p->dp, r->world, p->dp);
+    if (r->rank != 0 && !freopen("/dev/null", "w", stdout))  // rank 0 speaks for the job
+        return errorf(e, "rank %d: cannot silence its standard output", r->rank);
+    return 0;
+}
+
 static int setup(TrainRun* r, Error* e) {
     const Config* cfg = r->cfg;
     char path[CONFIG_PATH_MAX + 64];
+    if (setup_ranks(r, e) != 0) return -1;
     snprintf(path, sizeof path, "%s/checkpoints", cfg->run_dir);
     if (mkdir_p(path, e) != 0) return -1;
     r->config_yaml = config_to_yaml(cfg);
     snprintf(path, sizeof path, "%s/config.yaml", cfg->run_dir);
-    if (write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), e) != 0) return -1;
+    if (r->rank == 0 && write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), e) != 0) return -1;
     r->be = backend_cpu_create(cfg->train.threads);
-    if (open_data(r, e) != 0 || build_model(r, e) != 0) return -1;
-    optimizer_init(&r->optim, r->model);
+    if (open_data(r, e) != 0 || build_model(r, e) != 0 || create_dp(r, e) != 0) return -1;
     rng_seed(&r->st.rng, cfg->train.seed);
     if (resume(r, e) != 0) return -1;
     r->grads = r->be->alloc(r->be, r->model->n_params * sizeof(float));
@@ -184,6 +236,7 @@ static int setup(TrainRun* r, Error* e) {
     rwkv7_point(r->model, &r->grad_views, r->grads);
     r->acts = rwkv7_acts_create(r->model, cfg->train.micro_batch, cfg->train.ctx_len, 1);
     batch_alloc(&r->batch, cfg->train.micro_batch, cfg->train.ctx_len);
+    if (r->rank != 0) return 0;  // rank 0 writes the metrics
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
     truncate_metrics(path, r->st.step);
     r->metrics = fopen(path, "a");
@@ -197,7 +250,7 @@ static void teardown(TrainRun* r) {
     if (r->model) {
         rwkv7_acts_free(r->model, r->acts);
         if (r->grads) r->be->free(r->be, r->grads);
-        if (r->optim.m) optimizer_free(&r->optim, r->model);
+        dp_free(r->dp);
         rwkv7_free(r->model);
     }
     free(r->grad_views.blocks);
@@ -208,6 +261,7 @@ static void teardown(TrainRun* r) {
     tokenizer_free(r->tok);
     if (r->be) backend_destroy(r->be);
     free(r->config_yaml);
+    if (r->self_comm) comm_free(r->self_comm);
 }
 
 // ---------------------------------------------------------------------------------------------------- steps
@@ -240,8 +294,9 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
         loss += rwkv7_loss(r->model, r->acts, r->batch.targets, 1.0f / t->grad_accum, t->l2wrap, NULL);
         rwkv7_backward(r->model, r->acts, &r->grad_views);
     }
-    loss /= t->grad_accum;
-    double norm = grad_global_norm(r->model, r->grads);
+    loss = comm_all_reduce_double(r->comm, loss / t->grad_accum, COMM_AVG);  // the mean over all ranks' batches
+    dp_reduce_gradients(r->dp, r->grads);  // average over the data-parallel ranks (ZeRO-1: this rank's shard)
+    double norm = dp_grad_norm(r->dp, r->grads);
     if (!isfinite(loss) || !isfinite(norm)) {
         char* last = checkpoint_latest(r->cfg->run_dir);
         errorf(e, "step %d: %s is %s; stopping without saving. The last good checkpoint is %s: lower train.lr or "
@@ -253,21 +308,35 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
     }
     float scale = t->grad_clip > 0 && norm > t->grad_clip ? (float)(t->grad_clip / norm) : 1.0f;
     float lr = lr_at_step(t, r->st.step);
-    optimizer_update(&r->optim, r->model, r->grads, t, lr, scale);
+    DPAdamW h = {.lr = lr, .beta1 = t->beta1, .beta2 = t->beta2, .eps = t->adam_eps, .weight_decay = t->weight_decay,
+                 .grad_scale = scale, .step = r->st.step + 1};
+    dp_update(r->dp, r->model->params_memory, r->grads, &h);
     r->st.step++;
-    r->st.tokens_seen += (uint64_t)t->grad_accum * r->batch.B * r->batch.T;
-    r->st.loader_position = r->loader->get_position(r->loader);
+    r->st.tokens_seen += (uint64_t)r->world * t->grad_accum * r->batch.B * r->batch.T;
+    r->st.loader_position = r->loader->get_position(r->loader) * (uint64_t)r->world;  // samples of the whole job
     *loss_out = (float)loss;
     *norm_out = norm;
     *lr_out = lr;
     return 0;
 }
 
+// Rank 0 writes the checkpoint with the moments gathered from every rank (full parameter layout, so any
+// layout can resume it); the others wait, then every rank knows whether it was written.
 static int save(TrainRun* r, Error* e) {
+    Optimizer full = {0};
+    if (r->rank == 0) optimizer_init(&full, r->model);
+    dp_gather_moments(r->dp, full.m, full.v, 0);
+    full.step = r->st.step;
+    int rc = 0;
     char* path = checkpoint_path(r->cfg->run_dir, r->st.step);
-    int rc = checkpoint_save(path, r->model, &r->optim, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
-    if (rc == 0) checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
-    if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);  // a terminal keeps its one line
+    if (r->rank == 0) {
+        rc = checkpoint_save(path, r->model, &full, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
+        if (rc == 0) checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
+        if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);  // a terminal keeps its one line
+        optimizer_free(&full, r->model);
+    }
+    int failed = (int)comm_all_reduce_double(r->comm, rc != 0, COMM_MAX);
+    if (failed && rc == 0) rc = errorf(e, "rank %d: rank 0 could not write the checkpoint %s", r->rank, path);
     free(path);
     return rc;
 }
@@ -279,11 +348,12 @@ static void format_eta(char* buf, size_t n, double seconds) {
 
 static void report_step(TrainRun* r, float loss, double norm, float lr, double step_s) {
     const TrainConfig* t = &r->cfg->train;
-    double tps = (double)t->grad_accum * t->micro_batch * t->ctx_len / step_s;
-    fprintf(r->metrics,
+    double tps = (double)r->world * t->grad_accum * t->micro_batch * t->ctx_len / step_s;  // the whole job's
+    if (r->metrics)
+        fprintf(r->metrics,
             "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%" PRIu64 ",\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
             r->st.step, loss, lr, norm, r->st.tokens_seen, tps, r->st.elapsed_s);
-    fflush(r->metrics);
+    if (r->metrics) fflush(r->metrics);
     char eta[32];
     format_eta(eta, sizeof eta, (t->max_steps - r->st.step) * step_s);
     if (r->opt->progress) {
@@ -299,8 +369,10 @@ static void report_step(TrainRun* r, float loss, double norm, float lr, double s
 
 static void report_eval(TrainRun* r, double val) {
     if (isnan(val)) return;
-    fprintf(r->metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", r->st.step, val);
-    fflush(r->metrics);
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", r->st.step, val);
+        fflush(r->metrics);
+    }
     close_progress_line(r);
     printf("eval step %d | val loss %.4f\n", r->st.step, val);
 }
