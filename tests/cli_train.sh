@@ -102,6 +102,20 @@ losses "$WORK/sh-full/metrics.jsonl" > "$WORK/sa.txt"
 losses "$WORK/sh-resumed/metrics.jsonl" > "$WORK/sb.txt"
 check "resuming shard training reproduces the uninterrupted losses bit for bit" cmp "$WORK/sa.txt" "$WORK/sb.txt"
 
+# ---- SIGUSR1 (Slurm's pre-timeout signal) / SIGTERM: checkpoint at the end of the step, exit 0, resumable
+"$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/sig" --set train.max_steps=1000000 --set train.save_every=0 \
+    --set train.eval_every=0 > "$WORK/sig.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q '"loss"' "$WORK/sig/metrics.jsonl" 2> /dev/null && break; sleep 0.1; done
+kill -USR1 $pid
+rc=0
+wait $pid || rc=$?
+stopped_step=$(sed -n 's/.*stopped after step \([0-9]*\).*/\1/p' "$WORK/sig.log")
+check "SIGUSR1 stops the run with exit 0 after writing a checkpoint (step $stopped_step)" bash -c \
+    "test $rc = 0 && test -n '$stopped_step' && test -f '$WORK/sig/checkpoints/step-$(printf %08d "${stopped_step:-0}").safetensors'"
+"$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/sig" --set train.max_steps=$((stopped_step + 3)) --resume auto > /dev/null
+check "the signalled run resumes and finishes" test -f "$WORK/sig/checkpoints/step-$(printf %08d $((stopped_step + 3))).safetensors"
+
 # ---- NaN: diverge on purpose after a good checkpoint
 "$MODRWKV" train "$WORK/small.yaml" --set run_dir="$WORK/nan" --set train.max_steps=10 > /dev/null
 sum_before=$(sha256sum "$WORK/nan/checkpoints/step-00000010.safetensors" | cut -d' ' -f1)

@@ -2,6 +2,7 @@
 #include "trainer/train.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,8 +378,29 @@ static void report_eval(TrainRun* r, double val) {
     printf("eval step %d | val loss %.4f\n", r->st.step, val);
 }
 
+// SIGTERM (a scheduler stopping the job) and SIGUSR1 (Slurm's warning before the time limit, sbatch
+// --signal=B:USR1@300) ask for a checkpoint and a clean exit at the end of the current step.
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void install_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+// 1 when any rank received a stop signal (every rank takes the same decision).
+static int stop_requested(TrainRun* r) {
+    return comm_all_reduce_double(r->comm, g_stop_signal != 0, COMM_MAX) != 0.0;
+}
+
 static int loop(TrainRun* r, Error* e) {
     const TrainConfig* t = &r->cfg->train;
+    install_stop_signals();
     while (r->st.step < t->max_steps) {
         double t0 = now_seconds();
         float loss, lr;
@@ -387,7 +409,9 @@ static int loop(TrainRun* r, Error* e) {
         double dt = now_seconds() - t0;
         r->st.elapsed_s += dt;
         report_step(r, loss, norm, lr, dt);
-        int last = r->st.step == t->max_steps, stop = r->opt->stop_at_step > 0 && r->st.step >= r->opt->stop_at_step;
+        int signalled = stop_requested(r);
+        int last = r->st.step == t->max_steps;
+        int stop = signalled || (r->opt->stop_at_step > 0 && r->st.step >= r->opt->stop_at_step);
         if (t->eval_every > 0 && (r->st.step % t->eval_every == 0 || last)) {
             double val;
             if (evaluate(r, &val, e) != 0) return -1;
@@ -397,7 +421,8 @@ static int loop(TrainRun* r, Error* e) {
             if (save(r, e) != 0) return -1;
         if (stop && !last) {
             close_progress_line(r);
-            printf("stopped after step %d as asked (--stop-at-step); continue with --resume auto\n", r->st.step);
+            printf("stopped after step %d as asked (%s); continue with --resume auto\n", r->st.step,
+                   signalled ? "a stop signal: checkpoint written" : "--stop-at-step");
             return 0;
         }
     }
