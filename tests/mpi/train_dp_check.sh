@@ -70,6 +70,31 @@ for target in 0 4; do
     check "a dp2 ZeRO-1 checkpoint resumes under $([ $target = 0 ] && echo 1 rank || echo 4 ranks) on the same curve" \
         compare "$WORK/one" "$dir" 11
 done
+# a rank killed with SIGKILL mid-run: the job ends non-zero within 60 s naming the rank, the last
+# checkpoint stays intact and --resume auto continues from it
+"${MPI[@]}" -np 2 "$MODRWKV" train "$WORK/dp.yaml" --set run_dir="$WORK/kill" --set train.micro_batch=4 \
+    --set train.max_steps=1000000 --set train.save_every=5 --set train.eval_every=0 > "$WORK/kill.log" 2>&1 &
+job=$!
+for _ in $(seq 1 300); do test -f "$WORK/kill/checkpoints/step-00000010.safetensors" && break; sleep 0.1; done
+victim=$(pgrep -f "^$MODRWKV train .*run_dir=$WORK/kill" | sort -n | tail -n 1)
+sum=$(sha256sum "$WORK/kill/checkpoints/step-00000010.safetensors" | cut -d' ' -f1)
+t0=$(date +%s)
+kill -KILL "$victim"
+rc=0
+timeout 90 tail --pid=$job -f /dev/null || true
+wait $job || rc=$?
+elapsed=$(( $(date +%s) - t0 ))
+grep -E "rank|signal" "$WORK/kill.log" | grep -v "^step" | head -n 3
+check "killing one rank ends the job non-zero in ${elapsed} s (< 60 s) with a message naming the rank" bash -c \
+    "test $rc != 0 && test $elapsed -lt 60 && grep -qiE 'rank [0-9]+.*(signal|exited|died|timed out)|process rank [0-9]' '$WORK/kill.log'"
+check "the checkpoint written before the kill is intact" \
+    test "$(sha256sum "$WORK/kill/checkpoints/step-00000010.safetensors" | cut -d' ' -f1)" = "$sum"
+latest=$(ls "$WORK/kill/checkpoints" | grep -v tmp | sort | tail -n 1 | sed 's/step-0*\([0-9]*\).safetensors/\1/')
+"${MPI[@]}" -np 2 "$MODRWKV" train "$WORK/dp.yaml" --set run_dir="$WORK/kill" --set train.micro_batch=4 \
+    --set train.max_steps=$((latest + 2)) --set train.eval_every=0 --resume auto > "$WORK/kill-resume.log" 2>&1
+check "--resume auto continues after the kill (from step $latest)" \
+    test -f "$WORK/kill/checkpoints/step-$(printf %08d $((latest + 2))).safetensors"
+
 bad_layout() { # every rank names the mismatch and the job exits non-zero
     local rc=0
     "${MPI[@]}" -np 2 "$MODRWKV" train "$WORK/dp.yaml" --set run_dir="$WORK/bad" --set parallel.dp=3 > "$WORK/bad.out" 2>&1 || rc=$?
