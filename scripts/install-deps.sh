@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages modrwkv needs to build and test (run as root, or with sudo available).
+# Installs the Debian packages modrwkv needs to build and test (as root, or through sudo when run by a user).
 # --with-torch also installs python3-torch (used by tests that check interop with PyTorch and by
 # tests/reference/*.py, which regenerate the committed reference vectors).
 set -euo pipefail
