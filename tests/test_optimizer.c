@@ -1,6 +1,7 @@
 // test_optimizer.c — learning-rate schedules (cosine as RWKV-LM's trainer, wsd, constant; linear warmup
-// from 1% of lr) and the AdamW update with RWKV's parameter groups (reference/rwkv7.md §5.3): weight decay
-// only on 2-D *.weight tensors, att.w0 at 2x lr, block-0 att.v0/v1/v2 never touched, gradient scaling.
+// from 1% of lr) and the AdamW update with RWKV's parameter groups (reference/rwkv7.md §5.3) as training
+// runs it (optimizer_create on a one-rank communicator): weight decay only on 2-D *.weight tensors,
+// att.w0 at 2x lr, block-0 att.v0/v1/v2 never touched, gradient scaling, the global gradient norm.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,13 +65,15 @@ static int check_groups_update(void) {
     TestRng rng;
     test_rng_seed(&rng, 9);
     test_fill_uniform(&rng, grads, m->n_params, -1, 1);
-    Optimizer o;
-    optimizer_init(&o, m);
+    Comm* self = comm_self_create();
+    DataParallel* o = optimizer_create(m, self, 0, &e);
+    if (!o) fatal("%s", e.msg);
     TrainConfig t = base_config("constant");
     t.weight_decay = 0.1f;
     t.adam_eps = 1e-8f;
     float lr = 1e-2f, scale = 0.5f;
-    optimizer_update(&o, m, grads, &t, lr, scale);
+    DPAdamW h = optimizer_step_params(&t, lr, scale, 1);
+    dp_update(o, m->params_memory, grads, &h);
     int f = 0;
     const char* names[] = {"emb.weight", "blocks.1.att.w0", "blocks.1.att.w1", "blocks.0.att.receptance.weight",
                            "blocks.1.ln1.weight", "blocks.0.att.v1"};
@@ -90,13 +93,14 @@ static int check_groups_update(void) {
         f += check_close_rel(name, m->params_memory + s->offset, want, s->numel, 1e-5, 1e-3);
         free(want);
     }
-    double norm = grad_global_norm(m, grads), ss = 0;
+    double norm = dp_grad_norm(o, grads), ss = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (!m->specs[i].unused)
             for (size_t j = 0; j < m->specs[i].numel; j++) ss += (double)grads[m->specs[i].offset + j] * grads[m->specs[i].offset + j];
     float gn = (float)norm, wn = (float)sqrt(ss);
     f += check_close_rel("global gradient norm over the trained tensors", &gn, &wn, 1, 1e-6, 1e-9);
-    optimizer_free(&o, m);
+    dp_free(o);
+    comm_free(self);
     free(before);
     free(grads);
     rwkv7_free(m);

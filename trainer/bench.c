@@ -122,8 +122,10 @@ static int bench_train(const BenchArgs* a) {
     float* grads = be->alloc(be, m->n_params * sizeof(float));
     ModelParams G = {.blocks = xcalloc((size_t)m->cfg.n_layer, sizeof(BlockParams))};
     rwkv7_point(m, &G, grads);
-    Optimizer opt;
-    optimizer_init(&opt, m);
+    Comm* self = comm_self_create();
+    Error e = {{0}};
+    DataParallel* opt = optimizer_create(m, self, 0, &e);
+    if (!opt) fatal("bench: %s", e.msg);
     TrainConfig tc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.99f, .adam_eps = 1e-18f, .weight_decay = 0.001f};
     size_t BT = (size_t)a->batch * a->ctx;
     int32_t* tok = xmalloc(BT * sizeof(int32_t));
@@ -139,7 +141,9 @@ static int bench_train(const BenchArgs* a) {
         rwkv7_forward(m, acts, tok, NULL);
         rwkv7_loss(m, acts, tgt, 1.0f, 1, NULL);
         rwkv7_backward(m, acts, &G);
-        optimizer_update(&opt, m, grads, &tc, tc.lr, 1.0f);
+        dp_reduce_gradients(opt, grads);  // one rank: a no-op, as in a single-process training step
+        DPAdamW h = optimizer_step_params(&tc, tc.lr, 1.0f, s + 1);
+        dp_update(opt, m->params_memory, grads, &h);
         double dt = now_seconds() - t0;
         if (s > 0) {
             total += dt;
@@ -163,7 +167,8 @@ static int bench_train(const BenchArgs* a) {
     free(tok);
     free(tgt);
     free(G.blocks);
-    optimizer_free(&opt, m);
+    dp_free(opt);
+    comm_free(self);
     be->free(be, grads);
     rwkv7_acts_free(m, acts);
     rwkv7_free(m);

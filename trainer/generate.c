@@ -16,7 +16,7 @@ static int by_prob_desc(const void* a, const void* b) {
     return ((const Prob*)a)->id - ((const Prob*)b)->id;
 }
 
-// p: scratch of V entries.
+// Samples a token id from logits (V) with temperature (0: argmax) and top-p; p: scratch of V entries.
 static int sample_with(Prob* p, const float* logits, int V, float temperature, float top_p, Rng* rng) {
     int best = 0;
     for (int i = 1; i < V; i++)
@@ -45,12 +45,6 @@ static int sample_with(Prob* p, const float* logits, int V, float temperature, f
     return id;
 }
 
-int sample_logits(const float* logits, int V, float temperature, float top_p, Rng* rng) {
-    Prob* p = xmalloc((size_t)V * sizeof(Prob));
-    int id = sample_with(p, logits, V, temperature, top_p, rng);
-    free(p);
-    return id;
-}
 
 static void emit(const Tokenizer* tok, int32_t id, FILE* out) {
     size_t len = 0;

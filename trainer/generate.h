@@ -16,9 +16,6 @@ typedef struct GenerateOptions {
     int stop_at_eod;     // stop when token 0 (end of document) is sampled
 } GenerateOptions;
 
-// Samples a token id from logits (V) with temperature and top-p.
-int sample_logits(const float* logits, int V, float temperature, float top_p, Rng* rng);
-
 // Generates after prompt, writing decoded bytes to out as they come. Returns the number of tokens
 // generated, or -1 with e filled (empty prompt, token outside the vocabulary).
 int generate_text(RWKV7* m, const Tokenizer* tok, const char* prompt, const GenerateOptions* o, FILE* out, Error* e);

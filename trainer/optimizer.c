@@ -2,6 +2,7 @@
 #include "trainer/optimizer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void optimizer_init(Optimizer* o, const RWKV7* model) {
@@ -33,27 +34,20 @@ float lr_at_step(const TrainConfig* t, int s) {
     return (float)lr;
 }
 
-static int trained(const TensorSpec* s) { return !s->unused; }
-
-double grad_global_norm(const RWKV7* model, const float* grads) {
-    Backend* be = model->be;
-    double ss = 0.0;
+DataParallel* optimizer_create(const RWKV7* model, Comm* comm, int zero, Error* e) {
+    DPTensor* t = xcalloc((size_t)model->n_tensors, sizeof(DPTensor));
     for (int i = 0; i < model->n_tensors; i++) {
         const TensorSpec* s = &model->specs[i];
-        if (trained(s)) ss += be->k.sum_squares(be, grads + s->offset, s->numel);
+        t[i] = (DPTensor){.name = s->name, .offset = s->offset, .numel = s->numel, .trained = !s->unused,
+                          .lr_scale = s->lr_scale, .weight_decay = s->weight_decay};
     }
-    return sqrt(ss);
+    DPConfig c = {.zero = zero};
+    DataParallel* dp = dp_create(comm, model->be, t, model->n_tensors, &c, e);
+    free(t);
+    return dp;
 }
 
-void optimizer_update(Optimizer* o, RWKV7* model, const float* grads, const TrainConfig* t, float lr, float grad_scale) {
-    Backend* be = model->be;
-    o->step++;
-    for (int i = 0; i < model->n_tensors; i++) {
-        const TensorSpec* s = &model->specs[i];
-        if (!trained(s)) continue;
-        float wd = s->weight_decay ? t->weight_decay : 0.0f;
-        be->k.adamw_update(be, model->params_memory + s->offset, grads + s->offset, o->m + s->offset,
-                           o->v + s->offset, s->numel, lr * s->lr_scale, t->beta1, t->beta2, t->adam_eps, wd, o->step,
-                           grad_scale);
-    }
+DPAdamW optimizer_step_params(const TrainConfig* t, float lr, float grad_scale, int step) {
+    return (DPAdamW){.lr = lr, .beta1 = t->beta1, .beta2 = t->beta2, .eps = t->adam_eps,
+                     .weight_decay = t->weight_decay, .grad_scale = grad_scale, .step = step};
 }

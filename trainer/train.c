@@ -187,21 +187,6 @@ static int resume(TrainRun* r, Error* e) {
     return rc;
 }
 
-// Data parallel over r->comm: the tensor table with RWKV's groups (block-0 v0/v1/v2 are never trained).
-static int create_dp(TrainRun* r, Error* e) {
-    const RWKV7* m = r->model;
-    DPTensor* t = xcalloc((size_t)m->n_tensors, sizeof(DPTensor));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const TensorSpec* s = &m->specs[i];
-        t[i] = (DPTensor){.name = s->name, .offset = s->offset, .numel = s->numel, .trained = !s->unused,
-                          .lr_scale = s->lr_scale, .weight_decay = s->weight_decay};
-    }
-    DPConfig c = {.zero = r->cfg->parallel.zero};
-    r->dp = dp_create(r->comm, r->be, t, m->n_tensors, &c, e);
-    free(t);
-    return r->dp ? 0 : -1;
-}
-
 // Ranks and communicator: the caller's (mpirun), or a world of one rank.
 static int setup_ranks(TrainRun* r, Error* e) {
     const ParallelConfig* p = &r->cfg->parallel;
@@ -229,7 +214,8 @@ static int setup(TrainRun* r, Error* e) {
     snprintf(path, sizeof path, "%s/config.yaml", cfg->run_dir);
     if (r->rank == 0 && write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), e) != 0) return -1;
     r->be = backend_cpu_create(cfg->train.threads);
-    if (open_data(r, e) != 0 || build_model(r, e) != 0 || create_dp(r, e) != 0) return -1;
+    if (open_data(r, e) != 0 || build_model(r, e) != 0 || !(r->dp = optimizer_create(r->model, r->comm, cfg->parallel.zero, e)))
+        return -1;
     rng_seed(&r->st.rng, cfg->train.seed);
     if (resume(r, e) != 0) return -1;
     r->grads = r->be->alloc(r->be, r->model->n_params * sizeof(float));
@@ -309,8 +295,7 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
     }
     float scale = t->grad_clip > 0 && norm > t->grad_clip ? (float)(t->grad_clip / norm) : 1.0f;
     float lr = lr_at_step(t, r->st.step);
-    DPAdamW h = {.lr = lr, .beta1 = t->beta1, .beta2 = t->beta2, .eps = t->adam_eps, .weight_decay = t->weight_decay,
-                 .grad_scale = scale, .step = r->st.step + 1};
+    DPAdamW h = optimizer_step_params(t, lr, scale, r->st.step + 1);
     dp_update(r->dp, r->model->params_memory, r->grads, &h);
     r->st.step++;
     r->st.tokens_seen += (uint64_t)r->world * t->grad_accum * r->batch.B * r->batch.T;
