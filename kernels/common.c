@@ -28,14 +28,21 @@ int errorf(Error* e, const char* fmt, ...) {
     return -1;
 }
 
+// The line goes out in one write(2), so the lines of several processes sharing stderr (MPI ranks) never
+// interleave mid-line.
 void fatal(const char* fmt, ...) {
     fflush(stdout);
-    fprintf(stderr, "modrwkv: error: ");
+    char line[2048];
+    int n = snprintf(line, sizeof line, "modrwkv: error: ");
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n");
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    fflush(stderr);
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
     exit(1);
 }
 
