@@ -143,12 +143,50 @@ typedef struct KernelOps {
                                       const float* n, const float* r, const float* k, const float* v, const float* r_k,
                                       const float* g, int N, int C, int hs);
 
+    // ---------------------------------------------------------------- encoders, projectors, adapters
+    // GELU in three published forms (mode GELU_ERF: x Phi(x), Whisper; GELU_TANH: the tanh approximation,
+    // SigLIP "gelu_pytorch_tanh"; GELU_QUICK: x sigmoid(1.702 x), CLIP "quick_gelu"). n values.
+    void (*gelu_forward)(Backend* be, float* out, const float* inp, size_t n, int mode);
+    void (*gelu_backward)(Backend* be, float* dinp, const float* dout, const float* inp, size_t n, int mode);  // dinp =
+    void (*relu_forward)(Backend* be, float* out, const float* inp, size_t n);
+    void (*relu_backward)(Backend* be, float* dinp, const float* dout, const float* out, size_t n);  // dinp = dout [out > 0]
+    // out (N, C) += bias (C) on every row; bias_backward: dbias (C) += sum over rows of dout (N, C).
+    void (*bias_add)(Backend* be, float* out, const float* bias, int N, int C);
+    void (*bias_backward)(Backend* be, float* dbias, const float* dout, int N, int C);
+    // Non-causal softmax attention per (b, h): P = softmax(scale Q K^T) over keys, out = P V.
+    // q, k, v, out: (B, T, H, D) (rows of H*D, as produced by the q/k/v projections); probs: (B, H, T, T) saved.
+    void (*attention_forward)(Backend* be, float* out, float* probs, const float* q, const float* k, const float* v,
+                              int B, int T, int H, int D, float scale);
+    // dq, dk, dv = ... (B, T, H, D); scratch: (B, H, T, T) floats of working memory.
+    void (*attention_backward)(Backend* be, float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                               const float* probs, const float* q, const float* k, const float* v, int B, int T, int H,
+                               int D, float scale);
+    // 1-D convolution as im2col + GEMM, channels last. x: (B, T_in, Cin); cols: (B, T_out, Cin * K) with
+    //   cols[b][t][ci * K + j] = x[b][t * stride - pad_left + j * dilation][ci]  (0 outside [0, T_in)),
+    // which matches a PyTorch Conv1d weight (Cout, Cin, K) viewed as (Cout, Cin * K).
+    void (*im2col1d)(Backend* be, float* cols, const float* x, int B, int T_in, int Cin, int T_out, int K, int stride,
+                     int dilation, int pad_left);
+    // dx (B, T_in, Cin) += the scatter of dcols (B, T_out, Cin * K) back to the positions im2col1d read.
+    void (*col2im1d)(Backend* be, float* dx, const float* dcols, int B, int T_in, int Cin, int T_out, int K, int stride,
+                     int dilation, int pad_left);
+    // ViT patch embedding input: img (B, Cc, S, S) -> patches (B, (S/P)^2, Cc * P * P), patches in row-major
+    // order, values inside a patch in (c, ky, kx) order (a PyTorch Conv2d weight (D, Cc, P, P) as (D, Cc*P*P)).
+    void (*patchify)(Backend* be, float* patches, const float* img, int B, int Cc, int S, int P);
+    // Average pooling over tokens: out (B, T_in / s, C) (floor), out[t] = mean of x[t*s .. t*s + s - 1].
+    void (*avgpool1d_forward)(Backend* be, float* out, const float* x, int B, int T_in, int C, int s);
+    void (*avgpool1d_backward)(Backend* be, float* dx, const float* dout, int B, int T_in, int C, int s);  // dx +=
+    // Bone's segmented sum: s (N, r), s[n][k] = sum_j x[n][j r + k] over the column blocks j of x (N, in),
+    // x zero-padded on the right to a multiple of r. Backward: dx[n][i] += ds[n][i % r].
+    void (*segment_sum)(Backend* be, float* s, const float* x, int N, int in, int r);
+    void (*segment_sum_backward)(Backend* be, float* dx, const float* ds, int N, int in, int r);
+
     // ---------------------------------------------------------------- casts
     void (*f32_to_bf16)(Backend* be, uint16_t* out, const float* inp, size_t n);  // round to nearest even
     void (*bf16_to_f32)(Backend* be, float* out, const uint16_t* inp, size_t n);
 } KernelOps;
 
 enum { WKV7_CHUNK = 16 };
+enum { GELU_ERF = 0, GELU_TANH = 1, GELU_QUICK = 2 };  // gelu modes
 
 struct Backend {
     const char* name;   // "cpu"

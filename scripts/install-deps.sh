@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
       libhdf5-dev libarchive-dev libsndfile1-dev libsamplerate0-dev libpng-dev libturbojpeg0-dev libespeak-ng-dev
-      espeak-ng-data libssl-dev openmpi-bin libopenmpi-dev clang libclang-rt-14-dev libomp-dev
+      espeak-ng-data libssl-dev libfftw3-dev openmpi-bin libopenmpi-dev clang libclang-rt-14-dev libomp-dev
       python3 python3-numpy python3-h5py python3-torch bsdutils"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

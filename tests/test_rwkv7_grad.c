@@ -93,7 +93,7 @@ int main(void) {
             fatal("grads.pth: %s has the wrong size or dtype", s->name);
         double scale = 0;
         for (size_t j = 0; j < s->numel; j++) scale = fmax(scale, fabs(w[j]));
-        char name[128];
+        char name[PARAM_NAME_MAX + 8];
         snprintf(name, sizeof name, "grad %s", s->name);
         if (s->unused) {
             f += check_close_abs(name, grads + s->offset, w, s->numel, 0.0);  // block-0 v0/v1/v2: exactly zero

@@ -16,6 +16,7 @@
 
 #include "kernels/common.h"
 #include "kernels/kernels.h"
+#include "trainer/params.h"
 
 typedef struct RWKV7Config {
     int n_layer;     // L
@@ -54,19 +55,8 @@ typedef struct ModelParams {
     BlockParams* blocks;             // (L)
 } ModelParams;
 
-enum { RWKV7_NAME_MAX = 64 };
+enum { RWKV7_NAME_MAX = PARAM_NAME_MAX };   // TensorSpec is trainer/params.h
 
-typedef struct TensorSpec {
-    char name[RWKV7_NAME_MAX];  // official name, e.g. "blocks.3.att.key.weight"
-    int ndim;
-    int64_t shape[3];
-    size_t offset;              // into the parameter (and gradient) buffer, in floats
-    size_t numel;
-    int layer;                  // block index, -1 for model-level tensors
-    int weight_decay;           // 1: RWKV's "decay" group (2-D *.weight); 0: no weight decay
-    float lr_scale;             // 2 for att.w0, 1 otherwise
-    int unused;                 // 1 for block-0 att.v0/v1/v2 (never receive gradients)
-} TensorSpec;
 
 typedef struct RWKV7 {
     RWKV7Config cfg;

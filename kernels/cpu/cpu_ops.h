@@ -129,3 +129,29 @@ void cpu_rwkv7_bonus_gate_backward(Backend* be, float* dg, float* dr, float* dk,
 // cast.c
 void cpu_f32_to_bf16(Backend* be, uint16_t* out, const float* inp, size_t n);
 void cpu_bf16_to_f32(Backend* be, float* out, const uint16_t* inp, size_t n);
+
+// nn_ops.c (encoders, projectors, adapters)
+void cpu_gelu_forward(Backend* be, float* out, const float* inp, size_t n, int mode);
+void cpu_gelu_backward(Backend* be, float* dinp, const float* dout, const float* inp, size_t n, int mode);
+void cpu_relu_forward(Backend* be, float* out, const float* inp, size_t n);
+void cpu_relu_backward(Backend* be, float* dinp, const float* dout, const float* out, size_t n);
+void cpu_bias_add(Backend* be, float* out, const float* bias, int N, int C);
+void cpu_bias_backward(Backend* be, float* dbias, const float* dout, int N, int C);
+void cpu_avgpool1d_forward(Backend* be, float* out, const float* x, int B, int T_in, int C, int s);
+void cpu_avgpool1d_backward(Backend* be, float* dx, const float* dout, int B, int T_in, int C, int s);
+void cpu_patchify(Backend* be, float* patches, const float* img, int B, int Cc, int S, int P);
+void cpu_segment_sum(Backend* be, float* s, const float* x, int N, int in, int r);
+void cpu_segment_sum_backward(Backend* be, float* dx, const float* ds, int N, int in, int r);
+
+// conv_ops.c
+void cpu_im2col1d(Backend* be, float* cols, const float* x, int B, int T_in, int Cin, int T_out, int K, int stride,
+                  int dilation, int pad_left);
+void cpu_col2im1d(Backend* be, float* dx, const float* dcols, int B, int T_in, int Cin, int T_out, int K, int stride,
+                  int dilation, int pad_left);
+
+// attention.c
+void cpu_attention_forward(Backend* be, float* out, float* probs, const float* q, const float* k, const float* v,
+                           int B, int T, int H, int D, float scale);
+void cpu_attention_backward(Backend* be, float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                            const float* probs, const float* q, const float* k, const float* v, int B, int T, int H,
+                            int D, float scale);
