@@ -40,6 +40,19 @@ static const char* meta_get(json_t* meta, const char* key) {
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+int checkpoint_is_module_tensor(const char* name) {
+    static const char* const prefixes[] = {"vision.", "audio.", "ts.", "vision_proj.", "audio_proj.", "ts_proj."};
+    static const char* const suffixes[] = {".bone", ".bat", ".lora_A", ".lora_B"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        size_t k = strlen(suffixes[i]);
+        if (n > k && strcmp(name + n - k, suffixes[i]) == 0) return 1;
+    }
+    return 0;
+}
+
 RWKV7* model_load_file(const char* path, Backend* be, char** tokenizer, Error* e) {
     TensorSet ts;
     if (tokenizer) *tokenizer = NULL;
@@ -52,7 +65,7 @@ RWKV7* model_load_file(const char* path, Backend* be, char** tokenizer, Error* e
     tensorset_init(&w);
     for (int i = 0; i < ts.n; i++) {
         NamedTensor* t = &ts.t[i];
-        if (strncmp(t->name, "optimizer.", 10) == 0) continue;
+        if (strncmp(t->name, "optimizer.", 10) == 0 || checkpoint_is_module_tensor(t->name)) continue;
         tensorset_add(&w, t->name, t->dtype, t->ndim, t->shape, t->data);
     }
     RWKV7* m = rwkv7_from_tensors(&w, path, be, e);
@@ -107,14 +120,27 @@ static char* state_metadata(const RWKV7* m, const TrainState* st, const char* co
     return text;
 }
 
-int checkpoint_save(const char* path, const RWKV7* m, const Optimizer* opt, const TrainState* st,
-                    const char* config_yaml, const char* tokenizer, Error* e) {
+// The tensors of `all` after the backbone's (all->specs[m->n_tensors ..]), from base + offset.
+static void add_extra(TensorSet* ts, const RWKV7* m, const ParamTable* all, const float* base, const char* prefix) {
+    char name[PARAM_NAME_MAX + 32];
+    for (int i = all ? m->n_tensors : 0; all && i < all->n; i++) {
+        const TensorSpec* s = &all->specs[i];
+        snprintf(name, sizeof name, "%s%s", prefix, s->name);
+        tensorset_add(ts, name, DT_F32, s->ndim, s->shape, base + s->offset);
+    }
+}
+
+int checkpoint_save(const char* path, const RWKV7* m, const ParamTable* all, const Optimizer* opt,
+                    const TrainState* st, const char* config_yaml, const char* tokenizer, Error* e) {
     TensorSet ts;
     tensorset_init(&ts);
     rwkv7_to_tensors(m, m->params_memory, DT_F32, &ts);
+    add_extra(&ts, m, all, m->params_memory, "");
     if (opt) {
         add_prefixed(&ts, m, opt->m, M_PREFIX);
+        add_extra(&ts, m, all, opt->m, M_PREFIX);
         add_prefixed(&ts, m, opt->v, V_PREFIX);
+        add_extra(&ts, m, all, opt->v, V_PREFIX);
     }
     ts.metadata = state_metadata(m, st, config_yaml, tokenizer);
     int rc = safetensors_write(path, &ts, e);
@@ -123,6 +149,22 @@ int checkpoint_save(const char* path, const RWKV7* m, const Optimizer* opt, cons
 }
 
 // Copies the tensors named prefix+<official name> into base (parameter layout). Returns 0 or -1.
+static int restore_extra(const RWKV7* m, const ParamTable* all, const TensorSet* ts, const char* prefix, float* base,
+                         const char* path, Error* e) {
+    char name[PARAM_NAME_MAX + 32], want[96];
+    for (int i = all ? m->n_tensors : 0; all && i < all->n; i++) {
+        const TensorSpec* sp = &all->specs[i];
+        snprintf(name, sizeof name, "%s%s", prefix, sp->name);
+        const NamedTensor* t = tensorset_find(ts, name);
+        if (!t) return errorf(e, "%s: checkpoint lacks '%s' (shape %s): it was written for a different model configuration",
+                              path, name, param_shape_str(sp, want, sizeof want));
+        if ((size_t)tensor_numel(t) != sp->numel || tensor_to_f32(t, base + sp->offset) != 0)
+            return errorf(e, "%s: '%s' does not have the shape %s of the configured model", path, name,
+                          param_shape_str(sp, want, sizeof want));
+    }
+    return 0;
+}
+
 static int restore_buffer(const RWKV7* m, const TensorSet* ts, const char* prefix, float* base, const char* path,
                           Error* e) {
     for (int i = 0; i < m->n_tensors; i++) {
@@ -158,7 +200,8 @@ static int parse_state(json_t* meta, TrainState* st, const char* path, Error* e)
     return 0;
 }
 
-int checkpoint_load(const char* path, RWKV7* m, Optimizer* opt, TrainState* st, char** config_yaml, Error* e) {
+int checkpoint_load(const char* path, RWKV7* m, const ParamTable* all, Optimizer* opt, TrainState* st,
+                    char** config_yaml, Error* e) {
     TensorSet ts;
     if (tensor_file_read(path, &ts, e) != 0) {
         tensorset_free(&ts);
@@ -173,9 +216,13 @@ int checkpoint_load(const char* path, RWKV7* m, Optimizer* opt, TrainState* st, 
     }
     const char* vres = meta_get(meta, "has_block0_vres");
     m->has_block0_vres = vres && strcmp(vres, "1") == 0;
-    if (restore_buffer(m, &ts, "", m->params_memory, path, e) != 0) goto done;
+    if (restore_buffer(m, &ts, "", m->params_memory, path, e) != 0 ||
+        restore_extra(m, all, &ts, "", m->params_memory, path, e) != 0)
+        goto done;
     if (opt && (restore_buffer(m, &ts, M_PREFIX, opt->m, path, e) != 0 ||
-                restore_buffer(m, &ts, V_PREFIX, opt->v, path, e) != 0))
+                restore_extra(m, all, &ts, M_PREFIX, opt->m, path, e) != 0 ||
+                restore_buffer(m, &ts, V_PREFIX, opt->v, path, e) != 0 ||
+                restore_extra(m, all, &ts, V_PREFIX, opt->v, path, e) != 0))
         goto done;
     if (st && parse_state(meta, st, path, e) != 0) goto done;
     if (opt && st) opt->step = st->step;

@@ -32,11 +32,18 @@ int tensor_file_read(const char* path, TensorSet* ts, Error* e);
 RWKV7* model_load_file(const char* path, Backend* be, char** tokenizer, Error* e);
 
 // Writes model (+ optimizer and state when non-NULL) to path atomically. store: DT_F32 or DT_BF16 weights.
-int checkpoint_save(const char* path, const RWKV7* m, const Optimizer* opt, const TrainState* st,
-                    const char* config_yaml, const char* tokenizer, Error* e);
+// all: NULL, or the multimodal model's combined table (trainer/modrwkv.h): its entries after the backbone's
+// m->n_tensors (adapters, encoders, projectors; offsets into the same buffer as m->params_memory and the
+// optimizer's moments) are written under their names too.
+int checkpoint_save(const char* path, const RWKV7* m, const ParamTable* all, const Optimizer* opt,
+                    const TrainState* st, const char* config_yaml, const char* tokenizer, Error* e);
 // Restores weights into the existing model m (shapes must match), the optimizer moments and the state.
 // *config_yaml receives the stored resolved config (malloc'ed) if non-NULL.
-int checkpoint_load(const char* path, RWKV7* m, Optimizer* opt, TrainState* st, char** config_yaml, Error* e);
+int checkpoint_load(const char* path, RWKV7* m, const ParamTable* all, Optimizer* opt, TrainState* st,
+                    char** config_yaml, Error* e);
+// 1 for tensors of the multimodal modules (prefixes vision. audio. ts. vision_proj. audio_proj. ts_proj.;
+// adapter suffixes .bone .bat .lora_A .lora_B): model_load_file leaves them to the multimodal model.
+int checkpoint_is_module_tensor(const char* name);
 
 // Exports the weights only, in the official layout: format "pth" or "safetensors", dtype DT_F32/DT_BF16.
 int model_export(const char* path, const RWKV7* m, const char* format, DType dt, Error* e);

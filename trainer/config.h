@@ -12,6 +12,46 @@
 
 enum { CONFIG_PATH_MAX = 1024 };
 
+// Encoders, projector and adapter of the multimodal model (ModRWKV). A random encoder (init "") is built at
+// the sizes below; a loaded one (init = HF safetensors or a modrwkv checkpoint) must have those sizes too.
+typedef struct VisionConfig {
+    char kind[16];               // none | siglip | clip
+    char init[CONFIG_PATH_MAX];  // "" = random init; path to HF safetensors or a modrwkv checkpoint
+    int image_size, patch;       // 384, 16 (SigLIP2-base) -> (image_size / patch)^2 patch tokens
+    int width, layers, heads, mlp;  // 768, 12, 12, 3072
+    int hidden_layer;            // -1: last_hidden_state; k >= 0: hidden_states[k]; -2: the one before the last
+    int keep_cls;                // CLIP: keep the CLS token (577 tokens)
+} VisionConfig;
+
+typedef struct AudioConfig {
+    char kind[16];               // none | whisper
+    char init[CONFIG_PATH_MAX];
+    int n_mels;                  // 80 (128 for large-v3)
+    int width, layers, heads, mlp;
+    char length_mode[16];        // truncate (run on the real length) | pad30 (Whisper's 30 s, then cut)
+} AudioConfig;
+
+typedef struct TimeSeriesConfig {
+    char kind[16];               // none | wavenet
+    char init[CONFIG_PATH_MAX];
+    int channels, width, layers, skip, out_dim, patch;
+} TimeSeriesConfig;
+
+typedef struct ProjectorYConfig {
+    char kind[16];               // linear | mlp | conv_mlp | pool_mlp
+    int ratio;                   // MLP hidden = ratio x n_embd (2, 4, 8)
+    int conv_kernel, conv_stride;// conv_mlp: (3,2) (4,3) (5,4)
+    int pool;                    // pool_mlp: average over this many tokens
+    char init[CONFIG_PATH_MAX];  // "" = random; a modrwkv checkpoint (stage 1) to take the projectors from
+} ProjectorYConfig;
+
+typedef struct AdapterYConfig {
+    char kind[16];               // none | bone | bat | lora
+    int r;                       // 64
+    float alpha;                 // LoRA: scale alpha / r
+    char targets[128];           // all | comma list of att.receptance,att.key,att.value,att.output,ffn.key,ffn.value
+} AdapterYConfig;
+
 typedef struct ModelConfig {
     char init[CONFIG_PATH_MAX];  // "official" | "random" | path to a .pth / .safetensors to start from
     int n_layer;                 // 6
@@ -19,6 +59,11 @@ typedef struct ModelConfig {
     int vocab_size;              // 0 = from the tokenizer
     int head_size;               // 64
     int lora_decay, lora_a, lora_value, lora_gate;  // LoRA ranks; 0 = official formula
+    VisionConfig vision;         // model.vision.*: image encoder (kind none = no images)
+    AudioConfig audio;           // model.audio.*: audio encoder
+    TimeSeriesConfig ts;         // model.ts.*: time-series encoder
+    ProjectorYConfig projector;  // model.projector.*: one projector design for every enabled modality
+    AdapterYConfig adapter;      // model.adapter.*: PEFT adapter on the backbone (kind none = full training)
 } ModelConfig;
 
 typedef struct DataConfig {
@@ -52,6 +97,8 @@ typedef struct TrainConfig {
     int keep_checkpoints;   // 2 newest kept
     int log_every;          // 1
     int threads;            // 0 = all cores
+    int stage;              // 0: text/backbone; 1: projector only; 2: projector + backbone (or its adapter)
+    char trainable[128];    // "" = the stage's default; else comma list of backbone,adapter,projector,vision,audio,ts
 } TrainConfig;
 
 typedef struct ParallelConfig {

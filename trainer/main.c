@@ -13,6 +13,8 @@
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/generate.h"
+#include "trainer/modrwkv.h"
+#include "trainer/modrwkv_branch.h"
 #include "trainer/npy.h"
 #include "trainer/rwkv7_init.h"
 #include "trainer/tensorinspect.h"
@@ -254,17 +256,61 @@ static int cmd_logits(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------------------- generate
 
 static const char* GENERATE_HELP =
-    "usage: modrwkv generate --ckpt FILE --prompt STR [--vocab FILE | --bytes] [--max-tokens 200]\n"
-    "                        [--temperature 1.0] [--top-p 0.85] [--seed 1]\n"
+    "usage: modrwkv generate --ckpt FILE --prompt STR [--image FILE.png|jpg ...] [--audio FILE.wav ...]\n"
+    "                        [--vocab FILE | --bytes] [--max-tokens 200] [--temperature 1.0] [--top-p 0.85]\n"
+    "                        [--seed 1] [--stop 24,0] [--stream]\n"
     "Continues the prompt in RNN mode (constant memory), printing text as it is generated.\n"
-    "  --temperature 0 is greedy decoding. Generation stops at end of document (token 0) for World models.\n";
+    "  --temperature 0 is greedy decoding. Generation stops at end of document (token 0) for World models.\n"
+    "  With a multimodal checkpoint (ModRWKV: encoders + projectors) the prompt becomes the chat turn\n"
+    "  \"\\x16User: <media>\\n<prompt>\\x17\\x16Assistant:\"; images and audio clips (--image, --audio, repeatable)\n"
+    "  go through their encoder and projector, the prompt is read in parallel mode, and the answer is\n"
+    "  decoded in RNN mode until a stop token (default 24 = \\x17, the end of a turn, and 0).\n"
+    "  --stream prints tokens as they come (the default prints the answer when it is complete).\n";
+
+enum { MAX_MEDIA_ARGS = 16 };
+
+static void parse_stop(const char* list, GenerateOptions* o) {
+    o->n_stop = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char* w = strtok(buf, ","); w && o->n_stop < 8; w = strtok(NULL, ","))
+        o->stop[o->n_stop++] = (int32_t)parse_long("stop", w);
+}
+
+// Chat generation with a multimodal model: prints the answer (streamed or at the end).
+static void generate_chat(ModRWKV* m, const Tokenizer* tok, const char* prompt, const char* const* images, int n_img,
+                          const char* const* audio, int n_aud, const GenerateOptions* o, int stream) {
+    Error e = {{0}};
+    if (n_img && !m->branch[MOD_VISION]) fatal("generate: --image given but the checkpoint has no vision encoder");
+    if (n_aud && !m->branch[MOD_AUDIO]) fatal("generate: --audio given but the checkpoint has no audio encoder");
+    int S = m->branch[MOD_VISION] ? m->branch[MOD_VISION]->vit->cfg.image_size : 0;
+    ShardBatch* b = generate_chat_prompt(tok, prompt, images, n_img, audio, n_aud, S, &e);
+    if (!b) fatal("%s", e.msg);
+    int32_t* ids = NULL;
+    int n = generate_multimodal(m, tok, b, o, stream ? stdout : NULL, &ids, &e);
+    if (n < 0) fatal("%s", e.msg);
+    if (!stream) {
+        char* text = NULL;
+        size_t len = 0;
+        if (tokenizer_decode(tok, ids, (size_t)n, &text, &len, &e) != 0) fatal("%s", e.msg);
+        fwrite(text, 1, len, stdout);
+        free(text);
+    }
+    printf("\n");
+    free(ids);
+    shard_batch_free(b);
+}
 
 static int cmd_generate(int argc, char** argv) {
     static struct option opts[] = {{"ckpt", 1, 0, 'c'}, {"prompt", 1, 0, 'p'}, {"vocab", 1, 0, 'v'},
                                    {"bytes", 0, 0, 'b'}, {"max-tokens", 1, 0, 'n'}, {"temperature", 1, 0, 't'},
-                                   {"top-p", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *ckpt = NULL, *prompt = NULL, *vocab = NULL;
-    int bytes = 0, ch;
+                                   {"top-p", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"image", 1, 0, 'i'},
+                                   {"audio", 1, 0, 'a'}, {"stop", 1, 0, 'S'}, {"stream", 0, 0, 'r'},
+                                   {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *ckpt = NULL, *prompt = NULL, *vocab = NULL, *stop = NULL;
+    const char* images[MAX_MEDIA_ARGS];
+    const char* audio[MAX_MEDIA_ARGS];
+    int bytes = 0, ch, n_img = 0, n_aud = 0, stream = 0;
     GenerateOptions o = {.max_tokens = 200, .temperature = 1.0f, .top_p = 0.85f, .seed = 1};
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -276,24 +322,42 @@ static int cmd_generate(int argc, char** argv) {
         case 't': o.temperature = (float)parse_double("temperature", optarg); break;
         case 'P': o.top_p = (float)parse_double("top-p", optarg); break;
         case 's': o.seed = (uint64_t)parse_long("seed", optarg); break;
+        case 'S': stop = optarg; break;
+        case 'r': stream = 1; break;
+        case 'i':
+            if (n_img == MAX_MEDIA_ARGS) fatal("generate: at most %d --image files", MAX_MEDIA_ARGS);
+            images[n_img++] = optarg;
+            break;
+        case 'a':
+            if (n_aud == MAX_MEDIA_ARGS) fatal("generate: at most %d --audio files", MAX_MEDIA_ARGS);
+            audio[n_aud++] = optarg;
+            break;
         case 'h': fputs(GENERATE_HELP, stdout); return 0;
         default: unknown_option("generate", argv);
         }
     }
     if (!ckpt || !prompt) fatal("generate: --ckpt and --prompt are required (see --help)");
     if (o.top_p <= 0 || o.top_p > 1 || o.temperature < 0) fatal("generate: need --top-p in (0, 1] and --temperature >= 0");
+    if (o.max_tokens < 1) fatal("generate: --max-tokens must be at least 1");
     Backend* be = backend_cpu_create(0);
     char* ckpt_tok = NULL;
-    RWKV7* m = load_model(ckpt, be, &ckpt_tok);
-    Tokenizer* tok = choose_tokenizer(vocab, bytes, ckpt_tok, m->cfg.vocab_size);
-    o.stop_at_eod = tokenizer_vocab_size(tok) > 256;
     Error e = {{0}};
-    fputs(prompt, stdout);
-    if (generate_text(m, tok, prompt, &o, stdout, &e) < 0) fatal("%s", e.msg);
-    printf("\n");
+    ModRWKV* m = modrwkv_load(ckpt, be, &ckpt_tok, &e);
+    if (!m) fatal("%s", e.msg);
+    Tokenizer* tok = choose_tokenizer(vocab, bytes, ckpt_tok, m->lm->cfg.vocab_size);
+    o.stop_at_eod = tokenizer_vocab_size(tok) > 256;
+    if (modrwkv_has_media(m) || n_img || n_aud) {
+        parse_stop(stop ? stop : "24,0", &o);
+        generate_chat(m, tok, prompt, images, n_img, audio, n_aud, &o, stream);
+    } else {
+        if (stop) parse_stop(stop, &o);
+        fputs(prompt, stdout);
+        if (generate_text(m->lm, tok, prompt, &o, stdout, &e) < 0) fatal("%s", e.msg);
+        printf("\n");
+    }
     tokenizer_free(tok);
     free(ckpt_tok);
-    rwkv7_free(m);
+    modrwkv_free(m);
     backend_destroy(be);
     return 0;
 }

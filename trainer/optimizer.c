@@ -5,15 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-void optimizer_init(Optimizer* o, const RWKV7* model) {
-    o->m = model->be->alloc(model->be, model->n_params * sizeof(float));
-    o->v = model->be->alloc(model->be, model->n_params * sizeof(float));
+void optimizer_init(Optimizer* o, Backend* be, size_t n_params) {
+    o->m = be->alloc(be, n_params * sizeof(float));
+    o->v = be->alloc(be, n_params * sizeof(float));
     o->step = 0;
 }
 
-void optimizer_free(Optimizer* o, const RWKV7* model) {
-    model->be->free(model->be, o->m);
-    model->be->free(model->be, o->v);
+void optimizer_free(Optimizer* o, Backend* be) {
+    be->free(be, o->m);
+    be->free(be, o->v);
     o->m = o->v = NULL;
 }
 
@@ -34,17 +34,24 @@ float lr_at_step(const TrainConfig* t, int s) {
     return (float)lr;
 }
 
-DataParallel* optimizer_create(const RWKV7* model, Comm* comm, int zero, Error* e) {
-    DPTensor* t = xcalloc((size_t)model->n_tensors, sizeof(DPTensor));
-    for (int i = 0; i < model->n_tensors; i++) {
-        const TensorSpec* s = &model->specs[i];
-        t[i] = (DPTensor){.name = s->name, .offset = s->offset, .numel = s->numel, .trained = !s->unused,
+DataParallel* optimizer_create_table(const ParamTable* table, const uint8_t* trained, Backend* be, Comm* comm,
+                                     int zero, Error* e) {
+    DPTensor* t = xcalloc((size_t)table->n + 1, sizeof(DPTensor));
+    for (int i = 0; i < table->n; i++) {
+        const TensorSpec* s = &table->specs[i];
+        int on = !s->unused && (!trained || trained[i]);
+        t[i] = (DPTensor){.name = s->name, .offset = s->offset, .numel = s->numel, .trained = on,
                           .lr_scale = s->lr_scale, .weight_decay = s->weight_decay};
     }
     DPConfig c = {.zero = zero};
-    DataParallel* dp = dp_create(comm, model->be, t, model->n_tensors, &c, e);
+    DataParallel* dp = dp_create(comm, be, t, table->n, &c, e);
     free(t);
     return dp;
+}
+
+DataParallel* optimizer_create(const RWKV7* model, Comm* comm, int zero, Error* e) {
+    ParamTable t = {.specs = model->specs, .n = model->n_tensors, .cap = model->n_tensors, .n_params = model->n_params};
+    return optimizer_create_table(&t, NULL, model->be, comm, zero, e);
 }
 
 DPAdamW optimizer_step_params(const TrainConfig* t, float lr, float grad_scale, int step) {

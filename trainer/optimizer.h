@@ -20,8 +20,8 @@ typedef struct Optimizer {
     int step;          // optimizer steps done
 } Optimizer;
 
-void optimizer_init(Optimizer* o, const RWKV7* model);
-void optimizer_free(Optimizer* o, const RWKV7* model);
+void optimizer_init(Optimizer* o, Backend* be, size_t n_params);   // zero moments of n_params floats
+void optimizer_free(Optimizer* o, Backend* be);
 
 // Learning rate of step s (0-based) under the config's schedule.
 float lr_at_step(const TrainConfig* t, int s);
@@ -29,5 +29,9 @@ float lr_at_step(const TrainConfig* t, int s);
 // The AdamW of the model's trained tensors with RWKV's groups, data parallel over comm (a one-rank comm
 // for a single process); zero 1 shards the moments (ZeRO-1). Returns NULL with e filled.
 DataParallel* optimizer_create(const RWKV7* model, Comm* comm, int zero, Error* e);
+// The same for any parameter table (the multimodal model's combined one): tensors with trained[i] == 0 (or
+// marked unused) are frozen: no gradient exchange, no moments. trained NULL: every tensor trains.
+DataParallel* optimizer_create_table(const ParamTable* table, const uint8_t* trained, Backend* be, Comm* comm,
+                                     int zero, Error* e);
 // The AdamW hyper-parameters of one step: lr of the schedule, clipping scale, Adam's t = step (>= 1).
 DPAdamW optimizer_step_params(const TrainConfig* t, float lr, float grad_scale, int step);

@@ -3,13 +3,16 @@
 // Maths: reference/rwkv7.md §2 (forward) and §3 (backward), in this order per block:
 //   ln1 -> token-shift six-way mix -> r, k0, v' projections; decay, a, value-residual and gate LoRAs ->
 //   key preparation -> WKV7 -> GroupNorm -> bonus + gate -> Wo (+ residual) -> ln2 -> ChannelMix (+ residual).
-// Every op runs on the backend's kernel table (be->k); this file only sequences them.
+// Every op runs on the backend's kernel table (be->k); this file only sequences them. An attached adapter
+// (m->adapter) adds its term inside the six adapted linears (trainer/adapter.c holds its maths).
 #include "trainer/rwkv7.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "trainer/adapter.h"
 
 static const float LN_EPS = 1e-5f;
 static const float GN_EPS = 64e-5f;
@@ -125,58 +128,74 @@ const TensorSpec* rwkv7_find_spec(const RWKV7* m, const char* name) {
     return NULL;
 }
 
-static float* view(const RWKV7* m, float* base, int layer, const char* suffix) {
+// base + offset of the named tensor, or NULL when base is NULL or the tensor is not trained (frozen).
+static float* view(const RWKV7* m, float* base, const uint8_t* trained, int layer, const char* suffix) {
     char name[RWKV7_NAME_MAX];
     if (layer >= 0) snprintf(name, sizeof name, "blocks.%d.%s", layer, suffix);
     else snprintf(name, sizeof name, "%s", suffix);
     const TensorSpec* s = rwkv7_find_spec(m, name);
     if (!s) fatal("internal: no tensor %s in the RWKV-7 table", name);
+    if (!base || (trained && !trained[s - m->specs])) return NULL;
     return base + s->offset;
 }
 
-void rwkv7_point(const RWKV7* m, ModelParams* p, float* base) {
-    p->emb = view(m, base, -1, "emb.weight");
-    p->ln0_w = view(m, base, 0, "ln0.weight");
-    p->ln0_b = view(m, base, 0, "ln0.bias");
-    p->ln_out_w = view(m, base, -1, "ln_out.weight");
-    p->ln_out_b = view(m, base, -1, "ln_out.bias");
-    p->head = view(m, base, -1, "head.weight");
+static void point_views(const RWKV7* m, ModelParams* p, float* base, const uint8_t* trained) {
+    p->emb = view(m, base, trained, -1, "emb.weight");
+    p->ln0_w = view(m, base, trained, 0, "ln0.weight");
+    p->ln0_b = view(m, base, trained, 0, "ln0.bias");
+    p->ln_out_w = view(m, base, trained, -1, "ln_out.weight");
+    p->ln_out_b = view(m, base, trained, -1, "ln_out.bias");
+    p->head = view(m, base, trained, -1, "head.weight");
     for (int l = 0; l < m->cfg.n_layer; l++) {
         BlockParams* b = &p->blocks[l];
-        b->ln1_w = view(m, base, l, "ln1.weight");
-        b->ln1_b = view(m, base, l, "ln1.bias");
-        b->ln2_w = view(m, base, l, "ln2.weight");
-        b->ln2_b = view(m, base, l, "ln2.bias");
-        b->x_r = view(m, base, l, "att.x_r");
-        b->x_w = view(m, base, l, "att.x_w");
-        b->x_k = view(m, base, l, "att.x_k");
-        b->x_v = view(m, base, l, "att.x_v");
-        b->x_a = view(m, base, l, "att.x_a");
-        b->x_g = view(m, base, l, "att.x_g");
-        b->w0 = view(m, base, l, "att.w0");
-        b->w1 = view(m, base, l, "att.w1");
-        b->w2 = view(m, base, l, "att.w2");
-        b->a0 = view(m, base, l, "att.a0");
-        b->a1 = view(m, base, l, "att.a1");
-        b->a2 = view(m, base, l, "att.a2");
-        b->v0 = view(m, base, l, "att.v0");
-        b->v1 = view(m, base, l, "att.v1");
-        b->v2 = view(m, base, l, "att.v2");
-        b->g1 = view(m, base, l, "att.g1");
-        b->g2 = view(m, base, l, "att.g2");
-        b->k_k = view(m, base, l, "att.k_k");
-        b->k_a = view(m, base, l, "att.k_a");
-        b->r_k = view(m, base, l, "att.r_k");
-        b->Wr = view(m, base, l, "att.receptance.weight");
-        b->Wk = view(m, base, l, "att.key.weight");
-        b->Wv = view(m, base, l, "att.value.weight");
-        b->Wo = view(m, base, l, "att.output.weight");
-        b->lnx_w = view(m, base, l, "att.ln_x.weight");
-        b->lnx_b = view(m, base, l, "att.ln_x.bias");
-        b->ffn_x_k = view(m, base, l, "ffn.x_k");
-        b->ffn_key = view(m, base, l, "ffn.key.weight");
-        b->ffn_value = view(m, base, l, "ffn.value.weight");
+        b->ln1_w = view(m, base, trained, l, "ln1.weight");
+        b->ln1_b = view(m, base, trained, l, "ln1.bias");
+        b->ln2_w = view(m, base, trained, l, "ln2.weight");
+        b->ln2_b = view(m, base, trained, l, "ln2.bias");
+        b->x_r = view(m, base, trained, l, "att.x_r");
+        b->x_w = view(m, base, trained, l, "att.x_w");
+        b->x_k = view(m, base, trained, l, "att.x_k");
+        b->x_v = view(m, base, trained, l, "att.x_v");
+        b->x_a = view(m, base, trained, l, "att.x_a");
+        b->x_g = view(m, base, trained, l, "att.x_g");
+        b->w0 = view(m, base, trained, l, "att.w0");
+        b->w1 = view(m, base, trained, l, "att.w1");
+        b->w2 = view(m, base, trained, l, "att.w2");
+        b->a0 = view(m, base, trained, l, "att.a0");
+        b->a1 = view(m, base, trained, l, "att.a1");
+        b->a2 = view(m, base, trained, l, "att.a2");
+        b->v0 = view(m, base, trained, l, "att.v0");
+        b->v1 = view(m, base, trained, l, "att.v1");
+        b->v2 = view(m, base, trained, l, "att.v2");
+        b->g1 = view(m, base, trained, l, "att.g1");
+        b->g2 = view(m, base, trained, l, "att.g2");
+        b->k_k = view(m, base, trained, l, "att.k_k");
+        b->k_a = view(m, base, trained, l, "att.k_a");
+        b->r_k = view(m, base, trained, l, "att.r_k");
+        b->Wr = view(m, base, trained, l, "att.receptance.weight");
+        b->Wk = view(m, base, trained, l, "att.key.weight");
+        b->Wv = view(m, base, trained, l, "att.value.weight");
+        b->Wo = view(m, base, trained, l, "att.output.weight");
+        b->lnx_w = view(m, base, trained, l, "att.ln_x.weight");
+        b->lnx_b = view(m, base, trained, l, "att.ln_x.bias");
+        b->ffn_x_k = view(m, base, trained, l, "ffn.x_k");
+        b->ffn_key = view(m, base, trained, l, "ffn.key.weight");
+        b->ffn_value = view(m, base, trained, l, "ffn.value.weight");
     }
+}
+
+void rwkv7_point(const RWKV7* m, ModelParams* p, float* base) { point_views(m, p, base, NULL); }
+
+void rwkv7_point_grads(const RWKV7* m, ModelParams* g, float* base, const uint8_t* trained) {
+    point_views(m, g, base, trained);
+}
+
+void rwkv7_rebase(RWKV7* m, float* base) {
+    m->be->k.copy(m->be, base, m->params_memory, m->n_params);
+    if (m->owns_params) m->be->free(m->be, m->params_memory);
+    m->owns_params = 0;
+    m->params_memory = base;
+    rwkv7_point(m, &m->params, base);
 }
 
 RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
@@ -198,6 +217,7 @@ RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
     m->has_block0_vres = 1;
     build_table(m);
     m->params_memory = be->alloc(be, m->n_params * sizeof(float));
+    m->owns_params = 1;
     m->params.blocks = xcalloc((size_t)cfg.n_layer, sizeof(BlockParams));
     rwkv7_point(m, &m->params, m->params_memory);
     return m;
@@ -205,7 +225,7 @@ RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
 
 void rwkv7_free(RWKV7* m) {
     if (!m) return;
-    m->be->free(m->be, m->params_memory);
+    if (m->owns_params) m->be->free(m->be, m->params_memory);
     free(m->params.blocks);
     free(m->specs);
     free(m->file_order);
@@ -277,11 +297,15 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
     A->lnf_rstd = take(ar, BT);
     A->logits = take(ar, BT * V);
     A->losses = take(ar, BT);
+    A->adapter_for = m->adapter;
+    A->adapter_mem = m->adapter ? take(ar, adapter_mem_floats(m->adapter, (int)BT, A->with_backward)) : NULL;
     if (!A->with_backward) return;
     size_t D = c->d_decay;
     if ((size_t)c->d_a > D) D = c->d_a;
     if ((size_t)c->d_value > D) D = c->d_value;
     if ((size_t)c->d_gate > D) D = c->d_gate;
+    A->dx0 = take(ar, BT * C);
+    A->dmu_sink = take(ar, 6 * C);
     A->dres = take(ar, BT * C);
     A->dvfirst = take(ar, BT * C);
     A->dln = take(ar, BT * C);
@@ -372,6 +396,27 @@ static void matmul_backward(Backend* be, float* dinp, float* dW, const float* do
     if (dinp) be->k.gemm(be, 0, 1, N, IC, OC, 1.0f, dout, OC, W, OC, beta, dinp, IC);
 }
 
+// ---------------------------------------------------------------------------------------------------- adapted linears
+// The six linears an adapter may target: the base term, then the adapter's term (if one is attached).
+static void adapted_forward(RWKV7* m, RWKV7Acts* A, int l, AdapterTarget t, float* out, const float* inp,
+                            const float* W, int IC, int OC, float beta) {
+    int N = A->B * A->T;
+    linear_forward(m->be, out, inp, W, N, IC, OC, beta);
+    if (m->adapter) adapter_forward(m->adapter, A->adapter_mem, N, A->with_backward, l, t, out, inp, W);
+}
+
+static void adapted_backward(RWKV7* m, RWKV7Acts* A, int l, AdapterTarget t, float* dinp, float* dW,
+                             const float* dout, const float* inp, const float* W, int IC, int OC, float beta) {
+    int N = A->B * A->T;
+    linear_backward(m->be, dinp, dW, dout, inp, W, N, IC, OC, beta);
+    if (m->adapter) adapter_backward(m->adapter, A->adapter_mem, N, l, t, dinp, dW, dout, inp, W);
+}
+
+static void check_adapter_memory(const RWKV7* m, const RWKV7Acts* A) {
+    if (A->adapter_for != m->adapter)
+        fatal("internal: activations sized for another adapter: create them after attaching m->adapter");
+}
+
 // ---------------------------------------------------------------------------------------------------- forward
 
 // Copies row T-1 of each sequence of x (B, T, C) into last (B, C): the carried token-shift state.
@@ -380,20 +425,21 @@ static void keep_last(Backend* be, float* last, const float* x, int B, int T, in
         be->k.copy(be, last + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C);
 }
 
-static void time_mix_forward(RWKV7* m, LayerActs* L, const BlockParams* p, int l, const float* x, const float* vfirst,
-                             int B, int T, float* att_x_prev, float* kv) {
+static void time_mix_forward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, float* att_x_prev, float* kv) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
-    int BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
+    LayerActs* L = &A->layers[l];
+    const float *x = A->res[l], *vfirst = A->layers[0].vp;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
     size_t n = (size_t)BT * C;
     be->k.layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS);
     be->k.tokenshift_forward(be, L->xm, L->ln1, att_x_prev, p->x_r, 6, B, T, C);
     const float *xr = L->xm, *xw = L->xm + n, *xk = L->xm + 2 * n, *xv = L->xm + 3 * n, *xa = L->xm + 4 * n,
                 *xg = L->xm + 5 * n;
     if (att_x_prev) keep_last(be, att_x_prev, L->ln1, B, T, C);
-    linear_forward(be, L->r, xr, p->Wr, BT, C, C, 0.0f);
-    linear_forward(be, L->k0, xk, p->Wk, BT, C, C, 0.0f);
-    linear_forward(be, L->vp, xv, p->Wv, BT, C, C, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_RECEPTANCE, L->r, xr, p->Wr, C, C, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_KEY, L->k0, xk, p->Wk, C, C, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_VALUE, L->vp, xv, p->Wv, C, C, 0.0f);
     // decay: w = exp(-e^-0.5 sigmoid(w0 + tanh(xw w1) w2))
     matmul_forward(be, L->hw, xw, p->w1, BT, C, c->d_decay);
     be->k.tanh_forward(be, L->hw, L->hw, (size_t)BT * c->d_decay);
@@ -422,38 +468,49 @@ static void time_mix_forward(RWKV7* m, LayerActs* L, const BlockParams* p, int l
     be->k.rwkv7_bonus_gate_forward(be, L->z, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, C, N);
     // residual: x_mid = x + z Wo^T
     be->k.copy(be, L->x_mid, x, n);
-    linear_forward(be, L->x_mid, L->z, p->Wo, BT, C, C, 1.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_OUTPUT, L->x_mid, L->z, p->Wo, C, C, 1.0f);
 }
 
-static void channel_mix_forward(RWKV7* m, LayerActs* L, const BlockParams* p, float* out, int B, int T,
-                                float* ffn_x_prev) {
+static void channel_mix_forward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, float* ffn_x_prev) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
-    int BT = B * T, C = c->n_embd, F = c->dim_ffn;
+    LayerActs* L = &A->layers[l];
+    float* out = A->res[l + 1];
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, F = c->dim_ffn;
     be->k.layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->x_mid, p->ln2_w, p->ln2_b, BT, C, LN_EPS);
     be->k.tokenshift_forward(be, L->xk, L->ln2, ffn_x_prev, p->ffn_x_k, 1, B, T, C);
     if (ffn_x_prev) keep_last(be, ffn_x_prev, L->ln2, B, T, C);
-    linear_forward(be, L->p, L->xk, p->ffn_key, BT, C, F, 0.0f);
+    adapted_forward(m, A, l, ADAPT_FFN_KEY, L->p, L->xk, p->ffn_key, C, F, 0.0f);
     be->k.relu2_forward(be, L->hr, L->p, (size_t)BT * F);
     be->k.copy(be, out, L->x_mid, (size_t)BT * C);
-    linear_forward(be, out, L->hr, p->ffn_value, BT, F, C, 1.0f);
+    adapted_forward(m, A, l, ADAPT_FFN_VALUE, out, L->hr, p->ffn_value, F, C, 1.0f);
+}
+
+void rwkv7_embed(RWKV7* m, RWKV7Acts* A, const int32_t* tokens) {
+    int BT = A->B * A->T;
+    memcpy(A->tokens, tokens, (size_t)BT * sizeof(int32_t));
+    m->be->k.embedding_forward(m->be, A->x0, A->tokens, m->params.emb, BT, m->cfg.n_embd);
 }
 
 void rwkv7_forward(RWKV7* m, RWKV7Acts* A, const int32_t* tokens, RWKV7State* st) {
+    rwkv7_embed(m, A, tokens);
+    rwkv7_forward_embedded(m, A, st);
+}
+
+void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     const ModelParams* P = &m->params;
     int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size;
-    memcpy(A->tokens, tokens, (size_t)BT * sizeof(int32_t));
-    be->k.embedding_forward(be, A->x0, A->tokens, P->emb, BT, C);
+    check_adapter_memory(m, A);
     be->k.layernorm_forward(be, A->res[0], A->ln0_mean, A->ln0_rstd, A->x0, P->ln0_w, P->ln0_b, BT, C, LN_EPS);
     for (int l = 0; l < c->n_layer; l++) {
         size_t bc = (size_t)l * B * C;
         float* att_prev = st ? st->att_x_prev + bc : NULL;
         float* ffn_prev = st ? st->ffn_x_prev + bc : NULL;
         float* kv = st ? st->att_kv + bc * N : NULL;
-        time_mix_forward(m, &A->layers[l], &P->blocks[l], l, A->res[l], A->layers[0].vp, B, T, att_prev, kv);
-        channel_mix_forward(m, &A->layers[l], &P->blocks[l], A->res[l + 1], B, T, ffn_prev);
+        time_mix_forward(m, A, l, &P->blocks[l], att_prev, kv);
+        channel_mix_forward(m, A, l, &P->blocks[l], ffn_prev);
     }
     be->k.layernorm_forward(be, A->xf, A->lnf_mean, A->lnf_rstd, A->res[c->n_layer], P->ln_out_w, P->ln_out_b, BT, C,
                             LN_EPS);
@@ -476,18 +533,35 @@ float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_sca
 
 // ---------------------------------------------------------------------------------------------------- backward
 
+// Token-shift backward with mix gradients dmu[i] (C each, NULL = frozen). tokenshift_backward needs one
+// contiguous (n_mix, C) target: the gradient buffer itself when every mix is trained (the usual case, no
+// extra work), else the discarded acts->dmu_sink, whose trained rows are then added to their tensors.
+static void tokenshift_backward_frozen(RWKV7* m, RWKV7Acts* A, float* const* dmu, const float* dxm, const float* x,
+                                       const float* mu, int n_mix) {
+    Backend* be = m->be;
+    int C = m->cfg.n_embd, all = 1;
+    for (int i = 0; i < n_mix; i++) all &= dmu[i] != NULL && dmu[i] == dmu[0] + (size_t)i * C;
+    float* target = all ? dmu[0] : A->dmu_sink;
+    if (!all) be->k.zero(be, A->dmu_sink, (size_t)n_mix * C);
+    be->k.tokenshift_backward(be, A->dln, NULL, target, dxm, x, NULL, mu, n_mix, A->B, A->T, C);
+    for (int i = 0; !all && i < n_mix; i++)
+        if (dmu[i]) be->k.axpy(be, dmu[i], 1.0f, A->dmu_sink + (size_t)i * C, (size_t)C);
+}
+
 // ChannelMix backward: dres holds dL/d(block output) on entry and dL/d(x_mid) on exit.
-static void channel_mix_backward(RWKV7* m, RWKV7Acts* A, LayerActs* L, const BlockParams* p, const BlockParams* g) {
+static void channel_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, const BlockParams* g) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
-    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, F = c->dim_ffn;
+    LayerActs* L = &A->layers[l];
+    int BT = A->B * A->T, C = c->n_embd, F = c->dim_ffn;
     float* dhr = A->dffn;  // (BT, F)
-    linear_backward(be, dhr, g->ffn_value, A->dres, L->hr, p->ffn_value, BT, F, C, 0.0f);
+    adapted_backward(m, A, l, ADAPT_FFN_VALUE, dhr, g->ffn_value, A->dres, L->hr, p->ffn_value, F, C, 0.0f);
     be->k.relu2_backward(be, dhr, dhr, L->p, (size_t)BT * F);
     float* dxk = A->dA;
-    linear_backward(be, dxk, g->ffn_key, dhr, L->xk, p->ffn_key, BT, C, F, 0.0f);
+    adapted_backward(m, A, l, ADAPT_FFN_KEY, dxk, g->ffn_key, dhr, L->xk, p->ffn_key, C, F, 0.0f);
     be->k.zero(be, A->dln, (size_t)BT * C);
-    be->k.tokenshift_backward(be, A->dln, NULL, g->ffn_x_k, dxk, L->ln2, NULL, p->ffn_x_k, 1, B, T, C);
+    float* const dmu[1] = {g->ffn_x_k};
+    tokenshift_backward_frozen(m, A, dmu, dxk, L->ln2, p->ffn_x_k, 1);
     be->k.layernorm_backward(be, A->dres, g->ln2_w, g->ln2_b, A->dln, L->x_mid, p->ln2_w, L->ln2_mean, L->ln2_rstd, BT,
                              C);
 }
@@ -503,7 +577,7 @@ static void time_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* 
           *dwb = A->dI, *dgate = A->dJ;
     float* dxm = A->dxm;  // (6, BT, C): r, w, k, v, a, g
     // output projection and gate
-    linear_backward(be, dz, g->Wo, A->dres, L->z, p->Wo, BT, C, C, 0.0f);
+    adapted_backward(m, A, l, ADAPT_ATT_OUTPUT, dz, g->Wo, A->dres, L->z, p->Wo, C, C, 0.0f);
     be->k.mul(be, dgn, dz, L->g, n);
     be->k.groupnorm_backward(be, dy, g->lnx_w, g->lnx_b, dgn, L->y, p->lnx_w, L->gn_mean, L->gn_rstd, BT, C, H);
     be->k.wkv7_backward(be, dr, dw, dk, dv, dwa, dwb, NULL, dy, NULL, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, NULL,
@@ -535,7 +609,8 @@ static void time_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* 
         matmul_backward(be, dhv, g->v2, dgam, L->hv, p->v2, BT, c->d_value, C, 0.0f);
         matmul_backward(be, dxm + 3 * n, g->v1, dhv, L->xm + 3 * n, p->v1, BT, C, c->d_value, 0.0f);
     }
-    linear_backward(be, dxm + 3 * n, g->Wv, dvp, L->xm + 3 * n, p->Wv, BT, C, C, l == 0 ? 0.0f : 1.0f);
+    float beta_v = l == 0 ? 0.0f : 1.0f;  // layers >= 1 add to the value-residual LoRA's dxv
+    adapted_backward(m, A, l, ADAPT_ATT_VALUE, dxm + 3 * n, g->Wv, dvp, L->xm + 3 * n, p->Wv, C, C, beta_v);
     // decay LoRA
     float* ddd = dwb;  // free after kprep backward
     be->k.rwkv7_decay_backward(be, ddd, g->w0, dw, L->wdec, L->dd, BT, C);
@@ -544,20 +619,27 @@ static void time_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* 
     be->k.tanh_backward(be, dhw, dhw, L->hw, (size_t)BT * c->d_decay);
     matmul_backward(be, dxm + 1 * n, g->w1, dhw, L->xm + 1 * n, p->w1, BT, C, c->d_decay, 0.0f);
     // r and k projections
-    linear_backward(be, dxm, g->Wr, dr, L->xm, p->Wr, BT, C, C, 0.0f);
-    linear_backward(be, dxm + 2 * n, g->Wk, dk0, L->xm + 2 * n, p->Wk, BT, C, C, 0.0f);
+    adapted_backward(m, A, l, ADAPT_ATT_RECEPTANCE, dxm, g->Wr, dr, L->xm, p->Wr, C, C, 0.0f);
+    adapted_backward(m, A, l, ADAPT_ATT_KEY, dxm + 2 * n, g->Wk, dk0, L->xm + 2 * n, p->Wk, C, C, 0.0f);
     // token shift and ln1 (into the residual gradient)
     be->k.zero(be, A->dln, n);
-    be->k.tokenshift_backward(be, A->dln, NULL, g->x_r, dxm, L->ln1, NULL, p->x_r, 6, B, T, C);
+    float* const dmu[6] = {g->x_r, g->x_w, g->x_k, g->x_v, g->x_a, g->x_g};
+    tokenshift_backward_frozen(m, A, dmu, dxm, L->ln1, p->x_r, 6);
     be->k.layernorm_backward(be, A->dres, g->ln1_w, g->ln1_b, A->dln, A->res[l], p->ln1_w, L->ln1_mean, L->ln1_rstd, BT,
                              C);
 }
 
 void rwkv7_backward(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
+    rwkv7_backward_to_x0(m, A, G);
+    rwkv7_embed_backward(m, A, G);
+}
+
+void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     const ModelParams* P = &m->params;
     if (!A->with_backward) fatal("internal: rwkv7_backward on activations created without backward buffers");
+    check_adapter_memory(m, A);
     int BT = A->B * A->T, C = c->n_embd;
     size_t n = (size_t)BT * C;
     // head and final LayerNorm (acts->logits holds dlogits)
@@ -567,11 +649,15 @@ void rwkv7_backward(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
                              A->lnf_mean, A->lnf_rstd, BT, C);
     be->k.zero(be, A->dvfirst, n);
     for (int l = c->n_layer - 1; l >= 0; l--) {
-        channel_mix_backward(m, A, &A->layers[l], &P->blocks[l], &G->blocks[l]);
+        channel_mix_backward(m, A, l, &P->blocks[l], &G->blocks[l]);
         time_mix_backward(m, A, l, &P->blocks[l], &G->blocks[l]);
     }
-    // ln0 and the embedding
-    be->k.zero(be, A->dln, n);
-    be->k.layernorm_backward(be, A->dln, G->ln0_w, G->ln0_b, A->dres, A->x0, P->ln0_w, A->ln0_mean, A->ln0_rstd, BT, C);
-    be->k.embedding_backward(be, G->emb, A->dln, A->tokens, BT, C, c->vocab_size);
+    // ln0, down to the embeddings
+    be->k.zero(be, A->dx0, n);
+    be->k.layernorm_backward(be, A->dx0, G->ln0_w, G->ln0_b, A->dres, A->x0, P->ln0_w, A->ln0_mean, A->ln0_rstd, BT, C);
+}
+
+void rwkv7_embed_backward(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
+    if (!G->emb) return;
+    m->be->k.embedding_backward(m->be, G->emb, A->dx0, A->tokens, A->B * A->T, m->cfg.n_embd, m->cfg.vocab_size);
 }

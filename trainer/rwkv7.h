@@ -10,6 +10,17 @@
 //   acts->logits by the cross-entropy op) ACCUMULATES parameter gradients into grads.
 // - The maths is reference/rwkv7.md §2-§3 exactly; block-0 att.v0/v1/v2 exist (as in RWKV-LM) but are
 //   unused; `has_block0_vres` records whether a loaded checkpoint had them, so export keeps its layout.
+// - Composition hooks for the multimodal model (trainer/modrwkv.c):
+//   * rwkv7_rebase moves the parameters into caller memory (one buffer for all modules); the model then
+//     no longer owns them.
+//   * A NULL view in the gradient ModelParams given to rwkv7_backward means "frozen": that tensor's weight
+//     gradient is not computed; activation gradients still flow (rwkv7_point_grads builds such views).
+//   * The forward splits into rwkv7_embed (tokens -> acts->x0) and rwkv7_forward_embedded (x0 -> logits),
+//     so the caller can overwrite rows of x0 (projected image/audio features) in between; the backward
+//     splits into rwkv7_backward_to_x0 (-> acts->dx0) and rwkv7_embed_backward (dx0 -> embedding table).
+//   * m->adapter (trainer/adapter.h, not owned, NULL = none) is applied inside the six adapted linears
+//     (att.receptance/key/value/output, ffn.key/value) in forward and backward, in every mode; its
+//     activation memory lives in the acts arena, so attach the adapter BEFORE rwkv7_acts_create.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +68,7 @@ typedef struct ModelParams {
 
 enum { RWKV7_NAME_MAX = PARAM_NAME_MAX };   // TensorSpec is trainer/params.h
 
+typedef struct Adapter Adapter;              // trainer/adapter.h
 
 typedef struct RWKV7 {
     RWKV7Config cfg;
@@ -65,7 +77,9 @@ typedef struct RWKV7 {
     int n_tensors;
     size_t n_params;         // floats in the parameter buffer
     float* params_memory;    // (n_params)
+    int owns_params;         // 1: params_memory was allocated by rwkv7_create; 0 after rwkv7_rebase
     ModelParams params;      // views into params_memory
+    Adapter* adapter;        // applied inside the six adapted linears; not owned; NULL = none
     int has_block0_vres;     // checkpoint layout: block-0 att.v0/v1/v2 present
     int* file_order;         // spec indices in the order of the file the model was loaded from (NULL: fresh
                              // model, written in RWKV-LM module order); keeps export -> import bit-exact
@@ -74,9 +88,18 @@ typedef struct RWKV7 {
 
 // Creates a model with zero parameters (buffers allocated on be). Returns NULL with e filled on bad sizes.
 RWKV7* rwkv7_create(const RWKV7Config* cfg, Backend* be, Error* e);
-void rwkv7_free(RWKV7* m);
+void rwkv7_free(RWKV7* m);   // frees the parameters only if the model owns them
 // Points a ModelParams' views into any buffer with the parameter layout (the gradient buffer, Adam moments).
+// p->blocks must hold n_layer entries.
 void rwkv7_point(const RWKV7* m, ModelParams* p, float* base);
+// Gradient views with frozen tensors: tensor i (spec order) gets base + offset when base != NULL and
+// (trained == NULL or trained[i] != 0), else NULL (frozen: rwkv7_backward computes no gradient for it and
+// never writes its part of the buffer). base NULL freezes everything.
+void rwkv7_point_grads(const RWKV7* m, ModelParams* g, float* base, const uint8_t* trained);
+// Copies the parameters into base (caller memory of m->n_params floats, allocated on m->be), frees the
+// model's own buffer (if it owns one) and points every view at base. The model no longer owns its
+// parameters: rwkv7_free leaves base alone.
+void rwkv7_rebase(RWKV7* m, float* base);
 const TensorSpec* rwkv7_find_spec(const RWKV7* m, const char* name);
 
 // FLOPs of one forward+backward token (6 x matmul params + WKV work), for throughput reports.
@@ -112,10 +135,17 @@ typedef struct RWKV7Acts {
     float *xf, *lnf_mean, *lnf_rstd;    // (BT, C) ln_out output; (BT) statistics
     float* logits;                      // (BT, V) logits; overwritten with dlogits by the loss
     float* losses;                      // (BT)
+    // adapter activations (saved inputs of its backward, scratch): adapter_mem_floats(adapter, BT,
+    // with_backward) floats laid out by trainer/adapter.c; NULL without an adapter
+    float* adapter_mem;
+    const Adapter* adapter_for;         // the adapter the memory was sized for (must be m->adapter)
     // backward scratch, shared by all layers (only with_backward)
+    float* dx0;                         // (BT, C) dL/dx0 left by rwkv7_backward_to_x0
+    float* dmu_sink;                    // (6, C) token-shift mix gradient of a frozen mix (discarded)
     float *dres, *dvfirst, *dln, *dxm, *dA, *dB, *dC, *dD, *dE, *dF, *dG, *dH, *dI, *dJ, *dlora, *dffn;
 } RWKV7Acts;
 
+// Sized for m->adapter as attached now (re-create the acts after attaching or detaching an adapter).
 RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward);
 void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* a);
 
@@ -133,10 +163,22 @@ void rwkv7_state_free(const RWKV7* m, RWKV7State* s);
 
 // ---------------------------------------------------------------------------------------------------- passes
 // tokens (B, T) -> acts->logits (B, T, V). state: NULL (zero state, training) or carried in/out.
+// = rwkv7_embed + rwkv7_forward_embedded.
 void rwkv7_forward(RWKV7* m, RWKV7Acts* acts, const int32_t* tokens, RWKV7State* state);
+// Copies tokens (B, T) into acts->tokens and fills acts->x0 (B*T, C) with their embeddings.
+void rwkv7_embed(RWKV7* m, RWKV7Acts* acts, const int32_t* tokens);
+// Everything after the embedding (ln0, blocks, ln_out, head), starting from acts->x0 (B*T, C) as the caller
+// left it (rows may have been overwritten with projected features).
+void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* acts, RWKV7State* state);
 // Masked cross-entropy on acts->logits against targets (B, T) (< 0 = masked); returns the mean loss over
 // the unmasked tokens (0 if none) and, if with_backward, overwrites acts->logits with
 // dloss_scale / n_unmasked * dCE/dlogits (+ L2Wrap when l2wrap). *n_valid receives the count.
 float rwkv7_loss(RWKV7* m, RWKV7Acts* acts, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid);
-// Backward through everything after rwkv7_loss; grads (same layout as params) accumulate (+=).
+// Backward through everything after rwkv7_loss; grads (same layout as params) accumulate (+=); NULL views
+// are frozen tensors. = rwkv7_backward_to_x0 + rwkv7_embed_backward.
 void rwkv7_backward(RWKV7* m, RWKV7Acts* acts, const ModelParams* grads);
+// The backward down to the embeddings: leaves dL/dx0 (B*T, C) in acts->dx0 (=); the embedding table's
+// gradient is not touched. Adapter gradients accumulate into the adapter's bound gradients.
+void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* acts, const ModelParams* grads);
+// grads->emb += the scatter of acts->dx0 over acts->tokens (nothing when grads->emb is NULL).
+void rwkv7_embed_backward(RWKV7* m, RWKV7Acts* acts, const ModelParams* grads);

@@ -16,6 +16,7 @@
 #include "sharding/comm.h"
 #include "sharding/data_parallel.h"
 #include "trainer/checkpoint.h"
+#include "trainer/modrwkv.h"
 #include "trainer/optimizer.h"
 #include "trainer/rwkv7_init.h"
 
@@ -28,14 +29,16 @@ typedef struct TrainRun {
     TokenStream *train_stream, *val_stream;
     DataLoader* loader;      // training batches
     DataLoader* eval_loader; // validation batches (NULL: no validation data); rewound before every evaluation
-    RWKV7* model;
+    RWKV7* model;            // the backbone (owned by mm)
+    ModRWKV* mm;             // backbone + adapter + encoders + projectors in one buffer
+    ShardLoader* media_loader;  // multimodal batches (media models); then loader/eval_loader are NULL
+    ShardLoader* media_eval;
+    ModRWKVStep* step;       // activations of one micro-batch
     Comm* comm;              // the data-parallel ranks (all ranks of the job: tp = 1); not owned
     int rank, world;         // this rank and the number of data-parallel ranks
     Comm* self_comm;         // owned when the caller gave no communicator
     DataParallel* dp;        // gradient averaging / ZeRO-1 and the (sharded) AdamW moments
-    float* grads;            // (n_params) gradient buffer
-    ModelParams grad_views;  // named views into grads
-    RWKV7Acts* acts;
+    float* grads;            // (mm->table.n_params) gradient buffer (owned by mm)
     Batch batch;
     TrainState st;
     FILE* metrics;
@@ -87,10 +90,56 @@ static int open_shards(TrainRun* r, Error* e) {
     return r->eval_loader ? 0 : -1;
 }
 
+static int config_has_media(const ModelConfig* mc) {
+    return strcmp(mc->vision.kind, "none") != 0 || strcmp(mc->audio.kind, "none") != 0 || strcmp(mc->ts.kind, "none") != 0;
+}
+
+// Multimodal batches straight from the shard loader: chat samples one per row (not packed), images
+// preprocessed to the vision encoder's size; the rows are re-laid out by modrwkv_assemble.
+static int open_media_shards(TrainRun* r, Error* e) {
+    const DataConfig* d = &r->cfg->data;
+    const TrainConfig* t = &r->cfg->train;
+    if (!is_shard_dir(d->train))
+        return errorf(e, "%s: a model with encoders trains on a shard dataset (a directory with manifest.json): "
+                         "convert the data with `modrwkv data convert`", d->train);
+    ShardLoaderOptions o;
+    shard_loader_options_default(&o);
+    o.dir = d->train;
+    o.seed = t->seed;
+    o.dp_rank = r->rank;
+    o.dp_size = r->world;
+    o.batch_size = t->micro_batch;
+    o.ctx_len = t->ctx_len;
+    o.truncate = 1;
+    o.image_size = strcmp(r->cfg->model.vision.kind, "none") != 0 ? r->cfg->model.vision.image_size : 0;
+    r->media_loader = shard_loader_open(&o, e);
+    if (!r->media_loader) return -1;
+    printf("data: %s\n", shard_loader_describe(r->media_loader));
+    if (!d->val[0]) return 0;
+    o.dir = d->val;
+    o.shuffle_buffer = 0;
+    o.dp_rank = 0;
+    o.dp_size = 1;
+    r->media_eval = shard_loader_open(&o, e);
+    return r->media_eval ? 0 : -1;
+}
+
+static uint64_t media_position(const ShardLoader* L) {
+    ShardPosition p = shard_loader_get_position(L);
+    return p.epoch * shard_loader_epoch_samples(L) + p.index;
+}
+
+static int set_media_position(ShardLoader* L, uint64_t samples, Error* e) {
+    uint64_t E = shard_loader_epoch_samples(L);
+    ShardPosition p = {samples / E, samples % E};
+    return shard_loader_set_position(L, p, e);
+}
+
 static int open_data(TrainRun* r, Error* e) {
     const DataConfig* d = &r->cfg->data;
     r->tok = tokenizer_from_spec(d->tokenizer, e);
     if (!r->tok) return -1;
+    if (config_has_media(&r->cfg->model)) return open_media_shards(r, e);
     if (strcmp(d->format, "shards") == 0 || (strcmp(d->format, "auto") == 0 && is_shard_dir(d->train)))
         return open_shards(r, e);
     if (is_shard_dir(d->train))
@@ -137,6 +186,18 @@ static int build_model(TrainRun* r, Error* e) {
     const RWKV7Config* c = &r->model->cfg;
     printf("model: RWKV-7 L%d C%d V%d head %d (LoRA %d/%d/%d/%d), %.2fM parameters, init %s\n", c->n_layer, c->n_embd,
            c->vocab_size, c->head_size, c->d_decay, c->d_a, c->d_value, c->d_gate, r->model->n_params / 1e6, mc->init);
+    r->mm = modrwkv_create(r->model, mc, r->cfg->train.seed, e);
+    if (!r->mm) {
+        r->model = NULL;  // freed with the failed multimodal model
+        return -1;
+    }
+    int flags = modrwkv_default_trainable(mc, r->cfg->train.stage);
+    if (r->cfg->train.trainable[0] && modrwkv_parse_trainable(r->cfg->train.trainable, &flags, e) != 0) return -1;
+    if (modrwkv_set_trainable(r->mm, flags, e) != 0) return -1;
+    r->grads = r->mm->grads;
+    if (modrwkv_has_media(r->mm) || r->mm->adapter || flags != TRAIN_BACKBONE)
+        printf("model: %.2fM parameters in all, %.2fM trained (train.stage %d)\n", modrwkv_count(r->mm, 0) / 1e6,
+               modrwkv_count(r->mm, 1) / 1e6, r->cfg->train.stage);
     return 0;
 }
 
@@ -165,10 +226,10 @@ static int resume(TrainRun* r, Error* e) {
     }
     char* stored = NULL;
     Optimizer full;  // the checkpoint's moments in the parameter layout; dp keeps this rank's part
-    optimizer_init(&full, r->model);
-    int rc = checkpoint_load(path, r->model, &full, &r->st, &stored, e);
+    optimizer_init(&full, r->be, r->mm->table.n_params);
+    int rc = checkpoint_load(path, r->model, &r->mm->table, &full, &r->st, &stored, e);
     if (rc == 0) dp_load_moments(r->dp, full.m, full.v);
-    optimizer_free(&full, r->model);
+    optimizer_free(&full, r->be);
     if (rc == 0) {
         if (stored && strcmp(stored, r->config_yaml) != 0)
             printf("resume: warning: the configuration differs from the one stored in %s; the run will not repeat exactly\n", path);
@@ -177,6 +238,8 @@ static int resume(TrainRun* r, Error* e) {
             errorf(e, "%s: the data position (%" PRIu64 " samples) does not split over %d ranks: resume with a rank count "
                       "that divides it", path, r->st.loader_position, r->world);
             rc = -1;
+        } else if (r->media_loader) {
+            rc = set_media_position(r->media_loader, r->st.loader_position / (uint64_t)r->world, e);
         } else {
             r->loader->set_position(r->loader, r->st.loader_position / (uint64_t)r->world);
         }
@@ -214,14 +277,12 @@ static int setup(TrainRun* r, Error* e) {
     snprintf(path, sizeof path, "%s/config.yaml", cfg->run_dir);
     if (r->rank == 0 && write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), e) != 0) return -1;
     r->be = backend_cpu_create(cfg->train.threads);
-    if (open_data(r, e) != 0 || build_model(r, e) != 0 || !(r->dp = optimizer_create(r->model, r->comm, cfg->parallel.zero, e)))
+    if (open_data(r, e) != 0 || build_model(r, e) != 0 ||
+        !(r->dp = optimizer_create_table(&r->mm->table, r->mm->trained, r->be, r->comm, cfg->parallel.zero, e)))
         return -1;
     rng_seed(&r->st.rng, cfg->train.seed);
     if (resume(r, e) != 0) return -1;
-    r->grads = r->be->alloc(r->be, r->model->n_params * sizeof(float));
-    r->grad_views.blocks = xcalloc((size_t)r->model->cfg.n_layer, sizeof(BlockParams));
-    rwkv7_point(r->model, &r->grad_views, r->grads);
-    r->acts = rwkv7_acts_create(r->model, cfg->train.micro_batch, cfg->train.ctx_len, 1);
+    r->step = modrwkv_step_create(r->mm, cfg->train.micro_batch, cfg->train.ctx_len, 1);
     batch_alloc(&r->batch, cfg->train.micro_batch, cfg->train.ctx_len);
     if (r->rank != 0) return 0;  // rank 0 writes the metrics
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
@@ -234,13 +295,15 @@ static int setup(TrainRun* r, Error* e) {
 static void teardown(TrainRun* r) {
     if (r->metrics) fclose(r->metrics);
     batch_free(&r->batch);
-    if (r->model) {
-        rwkv7_acts_free(r->model, r->acts);
-        if (r->grads) r->be->free(r->be, r->grads);
-        dp_free(r->dp);
+    if (r->mm) {
+        modrwkv_step_free(r->mm, r->step);
+        modrwkv_free(r->mm);
+    } else {
         rwkv7_free(r->model);
     }
-    free(r->grad_views.blocks);
+    dp_free(r->dp);
+    if (r->media_loader) shard_loader_close(r->media_loader);
+    if (r->media_eval) shard_loader_close(r->media_eval);
     if (r->loader) r->loader->destroy(r->loader);
     if (r->eval_loader) r->eval_loader->destroy(r->eval_loader);
     tokenstream_free(r->train_stream);
@@ -254,15 +317,53 @@ static void teardown(TrainRun* r) {
 // ---------------------------------------------------------------------------------------------------- steps
 
 // Mean validation loss over the same eval_batches batches every time (*val = NAN without validation data).
+// The next micro-batch of either loader as an assembled MMBatch (*held: the shard batch to free after use).
+static int next_mmbatch(TrainRun* r, DataLoader* text, ShardLoader* media, MMBatch* mb, ShardBatch** held, Error* e) {
+    *held = NULL;
+    if (media) {
+        if (shard_loader_next(media, held, e) != 0) return -1;
+        modrwkv_assemble(r->mm, *held, mb, r->batch.B, r->batch.T);
+        return 0;
+    }
+    if (text->next_batch(text, &r->batch, e) != 0) return -1;
+    memset(mb, 0, sizeof *mb);
+    mb->B = r->batch.B;
+    mb->T = r->batch.T;
+    mb->tokens = r->batch.tokens;
+    mb->targets = r->batch.targets;
+    return 0;
+}
+
+static void release_mmbatch(MMBatch* mb, ShardBatch* held) {
+    if (!held) return;  // text batches point into r->batch
+    mmbatch_free(mb);
+    shard_batch_free(held);
+}
+
+// One micro-batch through the model: the loss (weighted mean over trained targets) and, with backward,
+// gradients accumulated into r->grads.
+static int run_micro(TrainRun* r, DataLoader* text, ShardLoader* media, float dloss, int l2wrap, int backward,
+                     double* loss, Error* e) {
+    MMBatch mb;
+    ShardBatch* held;
+    if (next_mmbatch(r, text, media, &mb, &held, e) != 0) return -1;
+    e->msg[0] = 0;
+    *loss = modrwkv_step(r->mm, r->step, &mb, dloss, l2wrap, backward, NULL, e);
+    int bad = isnan(*loss) && e->msg[0];
+    release_mmbatch(&mb, held);
+    return bad ? -1 : 0;
+}
+
 static int evaluate(TrainRun* r, double* val, Error* e) {
     *val = NAN;
-    if (!r->eval_loader) return 0;
-    r->eval_loader->set_position(r->eval_loader, 0);
+    if (!r->eval_loader && !r->media_eval) return 0;
+    if (r->eval_loader) r->eval_loader->set_position(r->eval_loader, 0);
+    if (r->media_eval && set_media_position(r->media_eval, 0, e) != 0) return -1;
     double sum = 0;
     for (int i = 0; i < r->cfg->train.eval_batches; i++) {
-        if (r->eval_loader->next_batch(r->eval_loader, &r->batch, e) != 0) return -1;
-        rwkv7_forward(r->model, r->acts, r->batch.tokens, NULL);
-        sum += rwkv7_loss(r->model, r->acts, r->batch.targets, 1.0f, 0, NULL);
+        double l;
+        if (run_micro(r, r->eval_loader, r->media_eval, 1.0f, 0, 0, &l, e) != 0) return -1;
+        sum += l;
     }
     *val = sum / r->cfg->train.eval_batches;
     return 0;
@@ -273,13 +374,12 @@ static int evaluate(TrainRun* r, double* val, Error* e) {
 static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_out, Error* e) {
     const TrainConfig* t = &r->cfg->train;
     Backend* be = r->be;
-    be->k.zero(be, r->grads, r->model->n_params);
+    be->k.zero(be, r->grads, r->mm->table.n_params);
     double loss = 0;
     for (int micro = 0; micro < t->grad_accum; micro++) {
-        if (r->loader->next_batch(r->loader, &r->batch, e) != 0) return -1;
-        rwkv7_forward(r->model, r->acts, r->batch.tokens, NULL);
-        loss += rwkv7_loss(r->model, r->acts, r->batch.targets, 1.0f / t->grad_accum, t->l2wrap, NULL);
-        rwkv7_backward(r->model, r->acts, &r->grad_views);
+        double l;
+        if (run_micro(r, r->loader, r->media_loader, 1.0f / t->grad_accum, t->l2wrap, 1, &l, e) != 0) return -1;
+        loss += l;
     }
     loss = comm_all_reduce_double(r->comm, loss / t->grad_accum, COMM_AVG);  // the mean over all ranks' batches
     dp_reduce_gradients(r->dp, r->grads);  // average over the data-parallel ranks (ZeRO-1: this rank's shard)
@@ -296,10 +396,11 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
     float scale = t->grad_clip > 0 && norm > t->grad_clip ? (float)(t->grad_clip / norm) : 1.0f;
     float lr = lr_at_step(t, r->st.step);
     DPAdamW h = optimizer_step_params(t, lr, scale, r->st.step + 1);
-    dp_update(r->dp, r->model->params_memory, r->grads, &h);
+    dp_update(r->dp, r->mm->params, r->grads, &h);
     r->st.step++;
     r->st.tokens_seen += (uint64_t)r->world * t->grad_accum * r->batch.B * r->batch.T;
-    r->st.loader_position = r->loader->get_position(r->loader) * (uint64_t)r->world;  // samples of the whole job
+    uint64_t pos = r->media_loader ? media_position(r->media_loader) : r->loader->get_position(r->loader);
+    r->st.loader_position = pos * (uint64_t)r->world;  // samples of the whole job
     *loss_out = (float)loss;
     *norm_out = norm;
     *lr_out = lr;
@@ -310,16 +411,16 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
 // layout can resume it); the others wait, then every rank knows whether it was written.
 static int save(TrainRun* r, Error* e) {
     Optimizer full = {0};
-    if (r->rank == 0) optimizer_init(&full, r->model);
+    if (r->rank == 0) optimizer_init(&full, r->be, r->mm->table.n_params);
     dp_gather_moments(r->dp, full.m, full.v, 0);
     full.step = r->st.step;
     int rc = 0;
     char* path = checkpoint_path(r->cfg->run_dir, r->st.step);
     if (r->rank == 0) {
-        rc = checkpoint_save(path, r->model, &full, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
+        rc = checkpoint_save(path, r->model, &r->mm->table, &full, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
         if (rc == 0) checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
         if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);  // a terminal keeps its one line
-        optimizer_free(&full, r->model);
+        optimizer_free(&full, r->be);
     }
     int failed = (int)comm_all_reduce_double(r->comm, rc != 0, COMM_MAX);
     if (failed && rc == 0) rc = errorf(e, "rank %d: rank 0 could not write the checkpoint %s", r->rank, path);

@@ -1,0 +1,275 @@
+// transformer.c — the pre-LN transformer encoder layer and its stack (transformer.h).
+#include "trainer/transformer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char* const PROJ_NAME[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+
+int transformer_config_check(const TransformerConfig* c, Error* e) {
+    if (c->dim <= 0 || c->n_heads <= 0 || c->mlp_dim <= 0)
+        return errorf(e, "transformer: dim %d, n_heads %d and mlp_dim %d must be positive", c->dim, c->n_heads,
+                      c->mlp_dim);
+    if (c->dim % c->n_heads != 0)
+        return errorf(e, "transformer: dim %d is not a multiple of n_heads %d", c->dim, c->n_heads);
+    if (!(c->ln_eps > 0.0f)) return errorf(e, "transformer: layer-norm eps %g must be positive", (double)c->ln_eps);
+    if (c->gelu_mode != GELU_ERF && c->gelu_mode != GELU_TANH && c->gelu_mode != GELU_QUICK)
+        return errorf(e, "transformer: unknown gelu mode %d (0 erf, 1 tanh, 2 quick)", c->gelu_mode);
+    if (c->names != TF_NAMES_VIT && c->names != TF_NAMES_WHISPER)
+        return errorf(e, "transformer: unknown tensor naming %d", c->names);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------- names
+
+static const char* ln1_name(const TransformerConfig* c) {
+    return c->names == TF_NAMES_VIT ? "layer_norm1" : "self_attn_layer_norm";
+}
+static const char* ln2_name(const TransformerConfig* c) {
+    return c->names == TF_NAMES_VIT ? "layer_norm2" : "final_layer_norm";
+}
+static const char* mlp_prefix(const TransformerConfig* c) { return c->names == TF_NAMES_VIT ? "mlp." : ""; }
+
+static void add_vec(ParamTable* t, int layer, int64_t n, const char* prefix, const char* name, const char* leaf) {
+    TensorSpec* s = param_table_add(t, 1, &n, "%s%s.%s", prefix, name, leaf);
+    s->layer = layer;
+}
+
+static void add_mat(ParamTable* t, int layer, int64_t rows, int64_t cols, const char* prefix, const char* name) {
+    int64_t shape[2] = {rows, cols};
+    TensorSpec* s = param_table_add(t, 2, shape, "%s%s.weight", prefix, name);
+    s->layer = layer;
+}
+
+void transformer_layer_add_params(const TransformerConfig* c, ParamTable* t, const char* prefix, int layer) {
+    const int64_t D = c->dim, F = c->mlp_dim;
+    char name[PARAM_NAME_MAX];
+    add_vec(t, layer, D, prefix, ln1_name(c), "weight");
+    add_vec(t, layer, D, prefix, ln1_name(c), "bias");
+    for (int j = 0; j < 4; j++) {
+        snprintf(name, sizeof name, "self_attn.%s", PROJ_NAME[j]);
+        add_mat(t, layer, D, D, prefix, name);
+        if (c->proj_bias[j]) add_vec(t, layer, D, prefix, name, "bias");
+    }
+    add_vec(t, layer, D, prefix, ln2_name(c), "weight");
+    add_vec(t, layer, D, prefix, ln2_name(c), "bias");
+    snprintf(name, sizeof name, "%sfc1", mlp_prefix(c));
+    add_mat(t, layer, F, D, prefix, name);
+    add_vec(t, layer, F, prefix, name, "bias");
+    snprintf(name, sizeof name, "%sfc2", mlp_prefix(c));
+    add_mat(t, layer, D, F, prefix, name);
+    add_vec(t, layer, D, prefix, name, "bias");
+}
+
+void transformer_layer_point(const TransformerConfig* c, const ParamTable* t, float* base, const char* prefix,
+                             TransformerLayerParams* p) {
+    const char* mp = mlp_prefix(c);
+    p->ln1_w = param_view(t, base, "%s%s.weight", prefix, ln1_name(c));
+    p->ln1_b = param_view(t, base, "%s%s.bias", prefix, ln1_name(c));
+    for (int j = 0; j < 4; j++) {
+        p->w[j] = param_view(t, base, "%sself_attn.%s.weight", prefix, PROJ_NAME[j]);
+        p->b[j] = c->proj_bias[j] ? param_view(t, base, "%sself_attn.%s.bias", prefix, PROJ_NAME[j]) : NULL;
+    }
+    p->ln2_w = param_view(t, base, "%s%s.weight", prefix, ln2_name(c));
+    p->ln2_b = param_view(t, base, "%s%s.bias", prefix, ln2_name(c));
+    p->fc1_w = param_view(t, base, "%s%sfc1.weight", prefix, mp);
+    p->fc1_b = param_view(t, base, "%s%sfc1.bias", prefix, mp);
+    p->fc2_w = param_view(t, base, "%s%sfc2.weight", prefix, mp);
+    p->fc2_b = param_view(t, base, "%s%sfc2.bias", prefix, mp);
+}
+
+// ---------------------------------------------------------------------------------------------------- init
+
+void tf_fill(float* x, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) x[i] = v;
+}
+
+void tf_fill_normal(float* x, size_t n, float std, Rng* r) {
+    for (size_t i = 0; i < n; i++) x[i] = std * rng_normal(r);
+}
+
+void transformer_layer_init_random(const TransformerConfig* c, const TransformerLayerParams* p, Rng* r) {
+    const size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
+    tf_fill(p->ln1_w, D, 1.0f);
+    tf_fill(p->ln1_b, D, 0.0f);
+    for (int j = 0; j < 4; j++) {
+        tf_fill_normal(p->w[j], D * D, 1.0f / sqrtf((float)D), r);
+        if (p->b[j]) tf_fill(p->b[j], D, 0.0f);
+    }
+    tf_fill(p->ln2_w, D, 1.0f);
+    tf_fill(p->ln2_b, D, 0.0f);
+    tf_fill_normal(p->fc1_w, F * D, 1.0f / sqrtf((float)D), r);
+    tf_fill(p->fc1_b, F, 0.0f);
+    tf_fill_normal(p->fc2_w, D * F, 1.0f / sqrtf((float)F), r);
+    tf_fill(p->fc2_b, D, 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------------- activations
+
+float* arena_take(FloatArena* ar, size_t n) {
+    float* p = ar->base ? ar->base + ar->used : NULL;
+    ar->used += (n + 15) / 16 * 16;
+    return p;
+}
+
+void transformer_stack_init(TransformerStack* s, int B, int T, int n_run, int with_backward) {
+    memset(s, 0, sizeof *s);
+    s->B = B;
+    s->T = T;
+    s->n_run = n_run;
+    s->with_backward = with_backward;
+    int n_res = with_backward ? n_run + 1 : 2;
+    int n_layers = with_backward ? n_run : 1;
+    s->res = xcalloc((size_t)n_res, sizeof(float*));
+    s->layers = xcalloc((size_t)(n_layers > 0 ? n_layers : 1), sizeof(TransformerLayerActs));
+}
+
+void transformer_stack_free(TransformerStack* s) {
+    free(s->res);
+    free(s->layers);
+    memset(s, 0, sizeof *s);
+}
+
+// The buffers of one layer; g is the shared (N, F) working buffer.
+static void layout_layer(TransformerLayerActs* a, FloatArena* ar, size_t N, size_t D, size_t F, size_t BHTT,
+                         float* g) {
+    a->ln1 = arena_take(ar, N * D);
+    a->ln1_mean = arena_take(ar, N);
+    a->ln1_rstd = arena_take(ar, N);
+    a->q = arena_take(ar, N * D);
+    a->k = arena_take(ar, N * D);
+    a->v = arena_take(ar, N * D);
+    a->probs = arena_take(ar, BHTT);
+    a->att = arena_take(ar, N * D);
+    a->x_mid = arena_take(ar, N * D);
+    a->ln2 = arena_take(ar, N * D);
+    a->ln2_mean = arena_take(ar, N);
+    a->ln2_rstd = arena_take(ar, N);
+    a->h = arena_take(ar, N * F);
+    a->g = g;
+}
+
+static void layout_scratch(TransformerScratch* s, FloatArena* ar, size_t N, size_t D, size_t F, size_t BHTT) {
+    s->dF1 = arena_take(ar, N * F);
+    s->dF2 = arena_take(ar, N * F);
+    s->dD1 = arena_take(ar, N * D);
+    s->dq = arena_take(ar, N * D);
+    s->dk = arena_take(ar, N * D);
+    s->dv = arena_take(ar, N * D);
+    s->dmid = arena_take(ar, N * D);
+    s->dprobs = arena_take(ar, BHTT);
+}
+
+void transformer_stack_layout(const TransformerConfig* c, TransformerStack* s, FloatArena* ar) {
+    const size_t N = (size_t)s->B * s->T, D = (size_t)c->dim, F = (size_t)c->mlp_dim;
+    const size_t BHTT = (size_t)s->B * c->n_heads * s->T * s->T;
+    int n_res = s->with_backward ? s->n_run + 1 : 2;
+    for (int l = 0; l < n_res; l++) s->res[l] = arena_take(ar, N * D);
+    if (s->n_run == 0) return;
+    if (s->with_backward) {
+        layout_scratch(&s->scratch, ar, N, D, F, BHTT);
+        for (int l = 0; l < s->n_run; l++) layout_layer(&s->layers[l], ar, N, D, F, BHTT, s->scratch.dF1);
+    } else {
+        float* g = arena_take(ar, N * F);
+        layout_layer(&s->layers[0], ar, N, D, F, BHTT, g);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------- linear
+void tf_linear_forward(Backend* be, float* y, const float* x, const float* W, const float* b, int N, int n_in,
+                           int n_out, float beta) {
+    be->k.gemm(be, 0, 1, N, n_out, n_in, 1.0f, x, n_in, W, n_in, beta, y, n_out);
+    if (b) be->k.bias_add(be, y, b, N, n_out);
+}
+
+void tf_linear_backward(Backend* be, float* dx, float* dW, float* db, const float* dy, const float* x,
+                            const float* W, int N, int n_in, int n_out, float beta) {
+    if (dW) be->k.gemm(be, 1, 0, n_out, n_in, N, 1.0f, dy, n_out, x, n_in, 1.0f, dW, n_in);
+    if (db) be->k.bias_backward(be, db, dy, N, n_out);
+    if (dx) be->k.gemm(be, 0, 0, N, n_in, n_out, 1.0f, dy, n_out, W, n_in, beta, dx, n_in);
+}
+
+// ---------------------------------------------------------------------------------------------------- layer
+
+static float attention_scale(const TransformerConfig* c) {
+    return 1.0f / sqrtf((float)(c->dim / c->n_heads));
+}
+
+void transformer_layer_forward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* p,
+                               TransformerLayerActs* a, float* out, const float* inp, int B, int T) {
+    const int N = B * T, D = c->dim, F = c->mlp_dim, H = c->n_heads;
+    const size_t ND = (size_t)N * D;
+    float* qkv[3] = {a->q, a->k, a->v};
+    // attention block: x_mid = inp + out_proj(attention(LN1(inp)))
+    be->k.layernorm_forward(be, a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, D, c->ln_eps);
+    for (int j = 0; j < 3; j++) tf_linear_forward(be, qkv[j], a->ln1, p->w[j], p->b[j], N, D, D, 0.0f);
+    be->k.attention_forward(be, a->att, a->probs, a->q, a->k, a->v, B, T, H, D / H, attention_scale(c));
+    be->k.copy(be, a->x_mid, inp, ND);
+    tf_linear_forward(be, a->x_mid, a->att, p->w[TF_O], p->b[TF_O], N, D, D, 1.0f);
+    // MLP block: out = x_mid + fc2(gelu(fc1(LN2(x_mid))))
+    be->k.layernorm_forward(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, N, D, c->ln_eps);
+    tf_linear_forward(be, a->h, a->ln2, p->fc1_w, p->fc1_b, N, D, F, 0.0f);
+    be->k.gelu_forward(be, a->g, a->h, (size_t)N * F, c->gelu_mode);
+    be->k.copy(be, out, a->x_mid, ND);
+    tf_linear_forward(be, out, a->g, p->fc2_w, p->fc2_b, N, F, D, 1.0f);
+}
+
+// The MLP block: s->dmid = dL/dx_mid (dout through the residual and through LN2).
+static void mlp_backward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* p,
+                         const TransformerLayerParams* g, const TransformerLayerActs* a, const TransformerScratch* s,
+                         const float* dout, int N) {
+    const int D = c->dim, F = c->mlp_dim;
+    const size_t NF = (size_t)N * F;
+    be->k.gelu_forward(be, s->dF1, a->h, NF, c->gelu_mode);   // g recomputed (N, F)
+    tf_linear_backward(be, s->dF2, g ? g->fc2_w : NULL, g ? g->fc2_b : NULL, dout, s->dF1, p->fc2_w, N, F, D, 0.0f);
+    be->k.gelu_backward(be, s->dF1, s->dF2, a->h, NF, c->gelu_mode);                 // dh (N, F)
+    tf_linear_backward(be, s->dD1, g ? g->fc1_w : NULL, g ? g->fc1_b : NULL, s->dF1, a->ln2, p->fc1_w, N, D, F, 0.0f);
+    be->k.copy(be, s->dmid, dout, (size_t)N * D);
+    be->k.layernorm_backward(be, s->dmid, g ? g->ln2_w : NULL, g ? g->ln2_b : NULL, s->dD1, a->x_mid, p->ln2_w,
+                             a->ln2_mean, a->ln2_rstd, N, D);
+}
+
+void transformer_layer_backward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* p,
+                                const TransformerLayerParams* g, const TransformerLayerActs* a,
+                                const TransformerScratch* s, float* dinp, const float* dout, const float* inp,
+                                int B, int T) {
+    const int N = B * T, D = c->dim, H = c->n_heads;
+    mlp_backward(be, c, p, g, a, s, dout, N);   // the last read of dout: dinp may alias it from here on
+    // attention block: x_mid = inp + out_proj(att)
+    tf_linear_backward(be, s->dD1, g ? g->w[TF_O] : NULL, g ? g->b[TF_O] : NULL, s->dmid, a->att, p->w[TF_O], N, D, D,
+                    0.0f);
+    be->k.attention_backward(be, s->dq, s->dk, s->dv, s->dprobs, s->dD1, a->probs, a->q, a->k, a->v, B, T, H, D / H,
+                             attention_scale(c));
+    const float* dqkv[3] = {s->dq, s->dk, s->dv};
+    for (int j = 0; j < 3; j++)   // dD1 = dL/dLN1(inp), summed over q, k, v
+        tf_linear_backward(be, s->dD1, g ? g->w[j] : NULL, g ? g->b[j] : NULL, dqkv[j], a->ln1, p->w[j], N, D, D,
+                        j == 0 ? 0.0f : 1.0f);
+    be->k.copy(be, dinp, s->dmid, (size_t)N * D);
+    be->k.layernorm_backward(be, dinp, g ? g->ln1_w : NULL, g ? g->ln1_b : NULL, s->dD1, inp, p->ln1_w, a->ln1_mean,
+                             a->ln1_rstd, N, D);
+}
+
+// ---------------------------------------------------------------------------------------------------- stack
+
+float* transformer_stack_input(const TransformerStack* s) { return s->res[0]; }
+
+float* transformer_stack_forward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* layers,
+                                 TransformerStack* s) {
+    float* x = s->res[0];
+    for (int l = 0; l < s->n_run; l++) {
+        float* y = s->with_backward ? s->res[l + 1] : s->res[(l + 1) % 2];
+        TransformerLayerActs* a = s->with_backward ? &s->layers[l] : &s->layers[0];
+        transformer_layer_forward(be, c, &layers[l], a, y, x, s->B, s->T);
+        x = y;
+    }
+    return x;
+}
+
+void transformer_stack_backward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* layers,
+                                const TransformerLayerParams* grads, TransformerStack* s, float* dres) {
+    if (!s->with_backward) fatal("internal: transformer backward on activations created without backward");
+    for (int l = s->n_run - 1; l >= 0; l--)
+        transformer_layer_backward(be, c, &layers[l], grads ? &grads[l] : NULL, &s->layers[l], &s->scratch, dres,
+                                   dres, s->res[l], s->B, s->T);
+}
