@@ -75,7 +75,7 @@ static const char* VERIFY_HELP =
     "a one-line message naming the shard and sample on the first problem.\n";
 
 static const char* DEMO_HELP =
-    "usage: modrwkv data demo --out DIR [--digits FILE.csv.gz] [--image-size N] [--seed S]\n"
+    "usage: modrwkv data demo --out DIR [--digits FILE.csv.gz] [--image-size N] [--seed S] [--tokenizer world|bytes]\n"
     "Builds the demo datasets from real data (datasets/demo_data.h): DIR/digits_qa (image QA on the handwritten\n"
     "digits; default file datasets/demo/digits.csv.gz of the source tree), DIR/spoken_digits (speech\n"
     "synthesised by espeak-ng) and DIR/text, each with train / val / test splits that share no source item.\n"
@@ -338,8 +338,8 @@ static int cmd_verify(int argc, char** argv) {
 
 static int cmd_demo(int argc, char** argv) {
     static struct option opts[] = {{"out", 1, 0, 'o'}, {"digits", 1, 0, 'd'}, {"image-size", 1, 0, 'i'},
-                                   {"seed", 1, 0, 's'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *out = NULL, *digits = MODRWKV_SOURCE_DIR "/datasets/demo/digits.csv.gz";
+                                   {"seed", 1, 0, 's'}, {"tokenizer", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *out = NULL, *digits = MODRWKV_SOURCE_DIR "/datasets/demo/digits.csv.gz", *tokenizer = "world";
     long size = DEMO_IMAGE_SIZE, seed = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -348,6 +348,7 @@ static int cmd_demo(int argc, char** argv) {
         case 'd': digits = optarg; break;
         case 'i': size = parse_long("demo", "image-size", optarg); break;
         case 's': seed = parse_long("demo", "seed", optarg); break;
+        case 't': tokenizer = optarg; break;
         case 'h': fputs(DEMO_HELP, stdout); return 0;
         default: unknown_option("demo", argv);
         }
@@ -355,7 +356,13 @@ static int cmd_demo(int argc, char** argv) {
     if (!out) fatal("data demo: --out DIR is required");
     if (optind != argc) fatal("data demo: unexpected argument '%s'", argv[optind]);
     Error e = {{0}};
-    if (data_demo_build(out, digits, (int)size, (uint64_t)seed, &e) != 0) fatal("%s", e.msg);
+    DemoOptions o;
+    demo_options_default(&o, out);
+    o.digits_csv_gz = digits;
+    o.image_size = (int)size;
+    o.seed = (uint64_t)seed;
+    o.tokenizer = tokenizer;
+    if (data_demo_build_with(&o, &e) != 0) fatal("%s", e.msg);
     return 0;
 }
 

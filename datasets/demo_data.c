@@ -109,7 +109,7 @@ static int task_open(TaskOut* t, const DemoOptions* o, const char* task, const c
     for (int s = 0; s < N_SPLITS; s++) {
         t->dir[s] = path_join(o->out_dir, task, SPLIT_NAMES[s]);
         ShardWriterOptions wo = {.dir = t->dir[s], .split = SPLIT_NAMES[s], .max_samples = DEMO_SHARD_SAMPLES,
-                                 .compression = 4, .tokenizer = "world", .vocab_size = vocab_size,
+                                 .compression = 4, .tokenizer = o->tokenizer, .vocab_size = vocab_size,
                                  .source = source, .rank = 0, .world = 1};
         t->w[s] = shard_writer_open(&wo, e);
         if (!t->w[s]) return -1;
@@ -551,8 +551,9 @@ static int write_readme(const DemoOptions* o, const TaskOut tasks[3], const char
     at += (size_t)snprintf(buf + at, CAP - at,
         "modrwkv demo datasets (`modrwkv data demo`, seed %llu, image size %d, %d image tokens, %d audio tokens/s)\n\n"
         "Every <task>/<split>/ directory is a shard dataset (datasets/FORMAT.md: <split>-NNNNNN.h5 + manifest.json,\n"
-        "World tokenizer). Splits never share a source item (digit image, (voice, utterance) pair, passage).\n\n"
-        "Counts:\n", (unsigned long long)o->seed, o->image_size, o->image_tokens, o->audio_tokens_per_s);
+        "%s tokenizer). Splits never share a source item (digit image, (voice, utterance) pair, passage).\n\n"
+        "Counts:\n", (unsigned long long)o->seed, o->image_size, o->image_tokens, o->audio_tokens_per_s,
+        strcmp(o->tokenizer, "bytes") == 0 ? "byte" : "World");
     for (int k = 0; k < 3; k++) readme_counts(buf, CAP, &at, &tasks[k]);
     at += (size_t)snprintf(buf + at, CAP - at,
         "\ndigits_qa: the %s handwritten digits (8x8, values 0..16), upscaled bilinearly to %dx%d grey PNG\n"
@@ -585,7 +586,8 @@ static int write_readme(const DemoOptions* o, const TaskOut tasks[3], const char
 void demo_options_default(DemoOptions* o, const char* out_dir) {
     *o = (DemoOptions){.out_dir = out_dir, .digits_csv_gz = NULL, .text_jsonl = NULL,
                        .image_size = DEMO_IMAGE_SIZE, .image_tokens = DEMO_IMAGE_TOKENS,
-                       .audio_tokens_per_s = DEMO_AUDIO_TOKENS_PER_S, .text_passages = DEMO_TEXT_PASSAGES, .seed = 1};
+                       .audio_tokens_per_s = DEMO_AUDIO_TOKENS_PER_S, .text_passages = DEMO_TEXT_PASSAGES, .seed = 1,
+                       .tokenizer = "world"};
 }
 
 static int check_options(const DemoOptions* o, Error* e) {
@@ -607,7 +609,10 @@ int data_demo_build_with(const DemoOptions* opts, Error* e) {
     if (!o.digits_csv_gz) o.digits_csv_gz = MODRWKV_SOURCE_DIR "/datasets/demo/digits.csv.gz";
     if (!o.text_jsonl) o.text_jsonl = MODRWKV_SOURCE_DIR "/tests/data/lambada_test.jsonl";
     if (mkdir_p(o.out_dir, e) != 0) return -1;
-    Tokenizer* tok = tokenizer_from_spec("world", e);
+    if (!o.tokenizer) o.tokenizer = "world";
+    if (strcmp(o.tokenizer, "world") != 0 && strcmp(o.tokenizer, "bytes") != 0)
+        return errorf(e, "data demo: tokenizer '%s' is not world or bytes (--tokenizer)", o.tokenizer);
+    Tokenizer* tok = tokenizer_from_spec(o.tokenizer, e);
     if (!tok) return -1;
     TaskOut tasks[3];
     memset(tasks, 0, sizeof tasks);

@@ -7,7 +7,7 @@
 //   <out>/README.txt                       what is where, the templates, counts and licences
 //
 // Each <task>/<split> directory is one shard dataset (datasets/FORMAT.md: <split>-NNNNNN.h5 + manifest.json,
-// tokenizer "world", at most DEMO_SHARD_SAMPLES samples per shard).
+// tokenizer "world" or "bytes" (DemoOptions.tokenizer), at most DEMO_SHARD_SAMPLES samples per shard).
 //
 // Contract:
 // - digits_qa: one sample per digit image, key "digit-NNNN" (its 0-based row in the CSV). The 8x8 image
@@ -58,8 +58,9 @@ typedef struct DemoOptions {
     int audio_tokens_per_s;        // 1..1000
     int text_passages;             // 3.. (at most the lines of text_jsonl)
     uint64_t seed;
+    const char* tokenizer;         // "world" (default) or "bytes" (the CPU demo: a 256-row head instead of 65536)
 } DemoOptions;
 
-// Fills the defaults above (seed 1) with out_dir.
+// Fills the defaults above (seed 1, tokenizer "world") with out_dir.
 void demo_options_default(DemoOptions* o, const char* out_dir);
 int data_demo_build_with(const DemoOptions* o, Error* e);

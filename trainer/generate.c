@@ -141,7 +141,7 @@ int generate_multimodal(ModRWKV* m, const Tokenizer* tok, const ShardBatch* src,
     int V = m->lm->cfg.vocab_size, produced = -1;
     if (modrwkv_prefill(m, step, &mb, st, e) == 0) {
         float* logits = xmalloc((size_t)V * sizeof(float));
-        memcpy(logits, modrwkv_step_acts(step)->logits + (size_t)(T - 1) * V, (size_t)V * sizeof(float));
+        memcpy(logits, modrwkv_step_acts(step)->logits, (size_t)V * sizeof(float));  // the last token's
         *ids = xmalloc((size_t)(o->max_tokens + 1) * sizeof(int32_t));
         produced = decode_loop(m->lm, tok, logits, st, o, out, *ids);
         free(logits);

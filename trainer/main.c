@@ -12,7 +12,11 @@
 #include "trainer/cache_features.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
+#include "experiments/demo.h"
+#include "experiments/eval.h"
+#include "trainer/adapter.h"
 #include "trainer/generate.h"
+#include "trainer/safetensors.h"
 #include "trainer/modrwkv.h"
 #include "trainer/modrwkv_branch.h"
 #include "trainer/npy.h"
@@ -161,9 +165,10 @@ static Tokenizer* choose_tokenizer(const char* vocab, int bytes, const char* ckp
     return t;
 }
 
-static RWKV7* load_model(const char* path, Backend* be, char** tok) {
+// Any model file as a ModRWKV: an official .pth, or a native checkpoint with its adapter and encoders.
+static ModRWKV* load_any(const char* path, Backend* be, char** tok) {
     Error e = {{0}};
-    RWKV7* m = model_load_file(path, be, tok, &e);
+    ModRWKV* m = modrwkv_load(path, be, tok, &e);
     if (!m) fatal("%s", e.msg);
     return m;
 }
@@ -211,7 +216,8 @@ static int cmd_logits(int argc, char** argv) {
     if (strcmp(mode, "parallel") != 0 && strcmp(mode, "rnn") != 0) fatal("logits: --mode must be parallel or rnn");
     Backend* be = backend_cpu_create(0);
     char* ckpt_tok = NULL;
-    RWKV7* m = load_model(ckpt, be, &ckpt_tok);
+    ModRWKV* mm = load_any(ckpt, be, &ckpt_tok);  // an adapter of the checkpoint applies
+    RWKV7* m = mm->lm;
     int V = m->cfg.vocab_size;
     size_t n = 0;
     int32_t* ids;
@@ -248,7 +254,7 @@ static int cmd_logits(int argc, char** argv) {
     free(logits);
     free(ids);
     free(ckpt_tok);
-    rwkv7_free(m);
+    modrwkv_free(mm);
     backend_destroy(be);
     return 0;
 }
@@ -264,10 +270,20 @@ static const char* GENERATE_HELP =
     "  With a multimodal checkpoint (ModRWKV: encoders + projectors) the prompt becomes the chat turn\n"
     "  \"\\x16User: <media>\\n<prompt>\\x17\\x16Assistant:\"; images and audio clips (--image, --audio, repeatable)\n"
     "  go through their encoder and projector, the prompt is read in parallel mode, and the answer is\n"
-    "  decoded in RNN mode until a stop token (default 24 = \\x17, the end of a turn, and 0).\n"
+    "  decoded in RNN mode until a stop token (default: \\x17, the end of a turn (24 in World, 23 in bytes), and 0).\n"
     "  --stream prints tokens as they come (the default prints the answer when it is complete).\n";
 
 enum { MAX_MEDIA_ARGS = 16 };
+
+// The id of "\x17" (the end of a chat turn) in the tokenizer.
+static int32_t chat_end_token(const Tokenizer* tok) {
+    int32_t* ids = NULL;
+    size_t n = 0;
+    tokenizer_encode(tok, "\x17", 1, &ids, &n);
+    int32_t id = n == 1 ? ids[0] : 24;
+    free(ids);
+    return id;
+}
 
 static void parse_stop(const char* list, GenerateOptions* o) {
     o->n_stop = 0;
@@ -347,7 +363,13 @@ static int cmd_generate(int argc, char** argv) {
     Tokenizer* tok = choose_tokenizer(vocab, bytes, ckpt_tok, m->lm->cfg.vocab_size);
     o.stop_at_eod = tokenizer_vocab_size(tok) > 256;
     if (modrwkv_has_media(m) || n_img || n_aud) {
-        parse_stop(stop ? stop : "24,0", &o);
+        if (stop) {
+            parse_stop(stop, &o);
+        } else {  // the end of a chat turn, "\x17", in this tokenizer (24 in World, 23 in bytes), and 0
+            o.stop[0] = chat_end_token(tok);
+            o.stop[1] = 0;
+            o.n_stop = 2;
+        }
         generate_chat(m, tok, prompt, images, n_img, audio, n_aud, &o, stream);
     } else {
         if (stop) parse_stop(stop, &o);
@@ -413,33 +435,58 @@ static int cmd_tokenize(int argc, char** argv) {
 
 static const char* EXPORT_HELP =
     "usage: modrwkv export --ckpt CKPT --format pth|safetensors --out FILE [--dtype fp32|bf16]\n"
-    "Writes the model weights (no optimizer state) in the official RWKV-LM layout; .pth loads with\n"
-    "torch.load and runs in the RWKV ecosystem. --dtype defaults to bf16 for pth (as official files), fp32 otherwise.\n";
+    "       modrwkv export --ckpt CKPT --adapter-only --out FILE.safetensors\n"
+    "Writes the backbone weights (no optimizer state) in the official RWKV-LM layout; .pth loads with\n"
+    "torch.load and runs in the RWKV ecosystem. --dtype defaults to bf16 for pth (as official files), fp32 otherwise.\n"
+    "A checkpoint trained with an adapter (Bone, Bat, LoRA) is merged into the base weights first (W += dW),\n"
+    "so the file is a plain RWKV-7. --adapter-only writes just the adapter tensors, with their configuration in\n"
+    "the metadata (kind, r, alpha, targets, model sizes), for use on top of the base checkpoint.\n";
 
 static int cmd_export(int argc, char** argv) {
     static struct option opts[] = {{"ckpt", 1, 0, 'c'}, {"format", 1, 0, 'f'}, {"out", 1, 0, 'o'},
-                                   {"dtype", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                   {"dtype", 1, 0, 'd'}, {"adapter-only", 0, 0, 'a'}, {"help", 0, 0, 'h'},
+                                   {0, 0, 0, 0}};
     const char *ckpt = NULL, *format = NULL, *out = NULL, *dtype = NULL;
-    int ch;
+    int ch, adapter_only = 0;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': ckpt = optarg; break;
         case 'f': format = optarg; break;
         case 'o': out = optarg; break;
         case 'd': dtype = optarg; break;
+        case 'a': adapter_only = 1; break;
         case 'h': fputs(EXPORT_HELP, stdout); return 0;
         default: unknown_option("export", argv);
         }
     }
-    if (!ckpt || !format || !out) fatal("export: --ckpt, --format and --out are required (see --help)");
+    if (!ckpt || !out || (!format && !adapter_only))
+        fatal("export: --ckpt, --out and --format (or --adapter-only) are required (see --help)");
+    if (!format) format = "safetensors";
     if (!dtype) dtype = strcmp(format, "pth") == 0 ? "bf16" : "fp32";
     if (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "bf16") != 0) fatal("export: --dtype must be fp32 or bf16");
     Backend* be = backend_cpu_create(0);
-    RWKV7* m = load_model(ckpt, be, NULL);
     Error e = {{0}};
-    if (model_export(out, m, format, strcmp(dtype, "bf16") == 0 ? DT_BF16 : DT_F32, &e) != 0) fatal("%s", e.msg);
-    printf("wrote %s (%s, %s, %d tensors)\n", out, format, dtype, m->n_tensors - (m->has_block0_vres ? 0 : 3));
-    rwkv7_free(m);
+    ModRWKV* mm = modrwkv_load(ckpt, be, NULL, &e);
+    if (!mm) fatal("%s", e.msg);
+    RWKV7* m = mm->lm;
+    if (adapter_only) {
+        if (!mm->adapter) fatal("export: %s has no adapter (model.adapter.kind none): export the model instead", ckpt);
+        TensorSet ts;
+        tensorset_init(&ts);
+        adapter_store(mm->adapter, &ts);
+        if (safetensors_write(out, &ts, &e) != 0) fatal("%s", e.msg);
+        printf("wrote %s (adapter only, %d tensors)\n", out, ts.n);
+        tensorset_free(&ts);
+    } else {
+        if (mm->adapter) {
+            if (adapter_merge(mm->adapter, m, &e) != 0) fatal("%s", e.msg);
+            m->adapter = NULL;
+            printf("merged the %s adapter into the base weights\n", adapter_kind_name(mm->adapter->cfg.kind));
+        }
+        if (model_export(out, m, format, strcmp(dtype, "bf16") == 0 ? DT_BF16 : DT_F32, &e) != 0) fatal("%s", e.msg);
+        printf("wrote %s (%s, %s, %d tensors)\n", out, format, dtype, m->n_tensors - (m->has_block0_vres ? 0 : 3));
+    }
+    modrwkv_free(mm);
     backend_destroy(be);
     return 0;
 }
@@ -518,6 +565,8 @@ static const Command COMMANDS[] = {
     {"inspect", cmd_inspect, "list the tensors of a .pth / .safetensors file"},
     {"bench", bench_main, "measure training and generation throughput"},
     {"data", cmd_data, "convert, inspect, verify, cache features of, and build demo training data shards"},
+    {"eval", eval_main, "evaluate a checkpoint: QA accuracy, ASR WER/CER, perplexity (writes eval.json)"},
+    {"demo", demo_main, "the embedded end-to-end multimodal demo (CPU, no download)"},
 };
 
 static void usage(FILE* f) {

@@ -99,5 +99,5 @@ float modrwkv_step(ModRWKV* m, ModRWKVStep* s, const MMBatch* b, float dloss_sca
 RWKV7Acts* modrwkv_step_acts(ModRWKVStep* s);   // the backbone activations (logits after a forward)
 
 // Prefill for generation: runs encoders/projectors on the media of row 0 of b and the backbone over b's
-// tokens with features in place, carrying state; logits of the last token in the acts of `s`.
+// tokens with features in place, carrying state; the logits of the last token are row 0 of the acts' logits.
 int modrwkv_prefill(ModRWKV* m, ModRWKVStep* s, const MMBatch* b, RWKV7State* state, Error* e);

@@ -251,6 +251,7 @@ float modrwkv_step(ModRWKV* m, ModRWKVStep* s, const MMBatch* b, float dloss_sca
     free_work(m, s);
     if (b->src && plan_work(m, s, b, e) != 0) return NAN;
     if (run_encoders(m, s, b, backward, e) != 0) return NAN;
+    rwkv7_set_head_rows(s->acts, b->targets);  // logits only where a target is trained
     rwkv7_embed(m->lm, s->acts, b->tokens);
     place_features(m, s, b);
     rwkv7_forward_embedded(m->lm, s->acts, NULL);
@@ -269,6 +270,8 @@ int modrwkv_prefill(ModRWKV* m, ModRWKVStep* s, const MMBatch* b, RWKV7State* st
     free_work(m, s);
     if (b->src && plan_work(m, s, b, e) != 0) return -1;
     if (run_encoders(m, s, b, 0, e) != 0) return -1;
+    int32_t last = b->T - 1;  // logits of the last row only (the next token)
+    rwkv7_set_head_rows_list(s->acts, &last, 1);
     rwkv7_embed(m->lm, s->acts, b->tokens);
     place_features(m, s, b);
     rwkv7_forward_embedded(m->lm, s->acts, state);

@@ -293,6 +293,7 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
         L->hr = take(ar, BT * F);
     }
     A->xf = take(ar, BT * C);
+    A->xg = take(ar, BT * C);
     A->lnf_mean = take(ar, BT);
     A->lnf_rstd = take(ar, BT);
     A->logits = take(ar, BT * V);
@@ -330,6 +331,9 @@ RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward) {
     Arena ar = {A->memory, 0};
     layout_acts(m, A, &ar);
     A->tokens = xcalloc((size_t)B * T, sizeof(int32_t));
+    A->head_rows = xcalloc((size_t)B * T, sizeof(int32_t));
+    A->head_targets = xcalloc((size_t)B * T, sizeof(int32_t));
+    A->n_head_rows = -1;
     return A;
 }
 
@@ -339,6 +343,8 @@ void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* A) {
     free(A->res);
     free(A->layers);
     free(A->tokens);
+    free(A->head_rows);
+    free(A->head_targets);
     free(A);
 }
 
@@ -514,12 +520,43 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
     }
     be->k.layernorm_forward(be, A->xf, A->lnf_mean, A->lnf_rstd, A->res[c->n_layer], P->ln_out_w, P->ln_out_b, BT, C,
                             LN_EPS);
-    linear_forward(be, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+    if (A->n_head_rows < 0) {
+        linear_forward(be, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+    } else if (A->n_head_rows > 0) {  // only the chosen rows: gather them, then the head
+        be->k.embedding_forward(be, A->xg, A->head_rows, A->xf, A->n_head_rows, C);
+        linear_forward(be, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
+    }
+}
+
+void rwkv7_set_head_rows(RWKV7Acts* A, const int32_t* targets) {
+    int BT = A->B * A->T, n = 0;
+    if (!targets) {
+        A->n_head_rows = -1;
+        return;
+    }
+    for (int i = 0; i < BT; i++)
+        if (targets[i] >= 0) {
+            A->head_rows[n] = i;
+            A->head_targets[n++] = targets[i];
+        }
+    A->n_head_rows = n;
+}
+
+void rwkv7_set_head_rows_list(RWKV7Acts* A, const int32_t* rows, int n) {
+    for (int i = 0; i < n; i++) {
+        A->head_rows[i] = rows[i];
+        A->head_targets[i] = -1;
+    }
+    A->n_head_rows = n;
 }
 
 float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid) {
     Backend* be = m->be;
     int BT = A->B * A->T, V = m->cfg.vocab_size, nv = 0;
+    if (A->n_head_rows >= 0) {  // logits exist for the chosen rows only, in their order
+        BT = A->n_head_rows;
+        targets = A->head_targets;
+    }
     for (int i = 0; i < BT; i++) nv += targets[i] >= 0;
     if (n_valid) *n_valid = nv;
     float dloss = nv > 0 ? dloss_scale / (float)nv : 0.0f;
@@ -643,7 +680,15 @@ void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
     int BT = A->B * A->T, C = c->n_embd;
     size_t n = (size_t)BT * C;
     // head and final LayerNorm (acts->logits holds dlogits)
-    linear_backward(be, A->dln, G->head, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+    if (A->n_head_rows < 0) {
+        linear_backward(be, A->dln, G->head, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+    } else {  // the head rows' gradients scattered back; the other rows get none
+        be->k.zero(be, A->dln, n);
+        if (A->n_head_rows > 0) {  // dW reads xg before the input gradient overwrites it (linear_backward's order)
+            linear_backward(be, A->xg, G->head, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
+            be->k.embedding_backward(be, A->dln, A->xg, A->head_rows, A->n_head_rows, C, BT);
+        }
+    }
     be->k.zero(be, A->dres, n);
     be->k.layernorm_backward(be, A->dres, G->ln_out_w, G->ln_out_b, A->dln, A->res[c->n_layer], P->ln_out_w,
                              A->lnf_mean, A->lnf_rstd, BT, C);

@@ -133,8 +133,14 @@ typedef struct RWKV7Acts {
     float** res;                        // (L + 1) x (BT, C): residual stream entering block l; res[L] final
     LayerActs* layers;                  // (L)
     float *xf, *lnf_mean, *lnf_rstd;    // (BT, C) ln_out output; (BT) statistics
-    float* logits;                      // (BT, V) logits; overwritten with dlogits by the loss
-    float* losses;                      // (BT)
+    float* logits;                      // (BT, V) logits (or (n_head_rows, V)); overwritten with dlogits by the loss
+    float* losses;                      // (BT) (or (n_head_rows))
+    // The head runs on every row (n_head_rows < 0, the default) or only on the rows head_rows[0 .. n) (the
+    // trained targets of a chat batch: most rows of a multimodal sample are masked): xg (n, C) gathers them.
+    int32_t* head_rows;                 // (BT) host
+    int32_t* head_targets;              // (BT) host: the targets of those rows
+    int n_head_rows;
+    float* xg;                          // (BT, C)
     // adapter activations (saved inputs of its backward, scratch): adapter_mem_floats(adapter, BT,
     // with_backward) floats laid out by trainer/adapter.c; NULL without an adapter
     float* adapter_mem;
@@ -173,6 +179,11 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* acts, RWKV7State* state);
 // Masked cross-entropy on acts->logits against targets (B, T) (< 0 = masked); returns the mean loss over
 // the unmasked tokens (0 if none) and, if with_backward, overwrites acts->logits with
 // dloss_scale / n_unmasked * dCE/dlogits (+ L2Wrap when l2wrap). *n_valid receives the count.
+// Restricts the head (and the loss) to the rows whose targets are >= 0 (targets NULL: every row again). Call
+// with the targets given to rwkv7_loss, before rwkv7_forward; logits then hold (n, V) rows in row order.
+void rwkv7_set_head_rows(RWKV7Acts* acts, const int32_t* targets);
+// Restricts the head to the given rows (e.g. the last prompt token before generation); no loss is defined.
+void rwkv7_set_head_rows_list(RWKV7Acts* acts, const int32_t* rows, int n);
 float rwkv7_loss(RWKV7* m, RWKV7Acts* acts, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid);
 // Backward through everything after rwkv7_loss; grads (same layout as params) accumulate (+=); NULL views
 // are frozen tensors. = rwkv7_backward_to_x0 + rwkv7_embed_backward.
