@@ -76,10 +76,12 @@ static const char* VERIFY_HELP =
 
 static const char* DEMO_HELP =
     "usage: modrwkv data demo --out DIR [--digits FILE.csv.gz] [--image-size N] [--seed S] [--tokenizer world|bytes]\n"
+    "                         [--short-range]\n"
     "Builds the demo datasets from real data (datasets/demo_data.h): DIR/digits_qa (image QA on the handwritten\n"
     "digits; default file datasets/demo/digits.csv.gz of the source tree), DIR/spoken_digits (speech\n"
     "synthesised by espeak-ng) and DIR/text, each with train / val / test splits that share no source item.\n"
-    "--image-size defaults to 32 pixels, --seed to 1.\n";
+    "--image-size defaults to 32 pixels, --seed to 1. --tokenizer bytes and --short-range (each digit question its own\n"
+    "sample, the image or clip at the end of the user turn) make the data of the CPU demo (`modrwkv demo`).\n";
 
 static const char* BENCH_HELP =
     "usage: modrwkv data bench DIR [--image-size N] [--seconds S]\n"
@@ -338,8 +340,10 @@ static int cmd_verify(int argc, char** argv) {
 
 static int cmd_demo(int argc, char** argv) {
     static struct option opts[] = {{"out", 1, 0, 'o'}, {"digits", 1, 0, 'd'}, {"image-size", 1, 0, 'i'},
-                                   {"seed", 1, 0, 's'}, {"tokenizer", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                   {"seed", 1, 0, 's'}, {"tokenizer", 1, 0, 't'}, {"short-range", 0, 0, 'r'},
+                                   {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *out = NULL, *digits = MODRWKV_SOURCE_DIR "/datasets/demo/digits.csv.gz", *tokenizer = "world";
+    int short_range = 0;
     long size = DEMO_IMAGE_SIZE, seed = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -349,6 +353,7 @@ static int cmd_demo(int argc, char** argv) {
         case 'i': size = parse_long("demo", "image-size", optarg); break;
         case 's': seed = parse_long("demo", "seed", optarg); break;
         case 't': tokenizer = optarg; break;
+        case 'r': short_range = 1; break;
         case 'h': fputs(DEMO_HELP, stdout); return 0;
         default: unknown_option("demo", argv);
         }
@@ -362,6 +367,7 @@ static int cmd_demo(int argc, char** argv) {
     o.image_size = (int)size;
     o.seed = (uint64_t)seed;
     o.tokenizer = tokenizer;
+    o.short_range = short_range;
     if (data_demo_build_with(&o, &e) != 0) fatal("%s", e.msg);
     return 0;
 }

@@ -300,10 +300,13 @@ static void digit_questions(int label, DemoRng* r, QA qa[3]) {
     for (int i = 0; i < 3; i++) qa[i] = all[order[i]];
 }
 
-static int digit_sample(const Tokenizer* tok, const Digits* d, int row, const DemoOptions* o, DemoRng* r, Sample* s,
-                        Error* e) {
+// The digit QA sample of one image: its three questions as three turns, or (short_range) only question
+// `only` with the image at the end of the user turn.
+static int digit_sample(const Tokenizer* tok, const Digits* d, int row, const DemoOptions* o, const QA qa[3], int only,
+                        Sample* s, Error* e) {
     char key[32], what[96], first[96];
-    snprintf(key, sizeof key, "digit-%04d", row);
+    if (o->short_range) snprintf(key, sizeof key, "digit-%04d-q%d", row, only);
+    else snprintf(key, sizeof key, "digit-%04d", row);
     snprintf(what, sizeof what, "digits_qa: sample '%s'", key);
     s->key = xstrdup(key);
     int size = o->image_size;
@@ -315,8 +318,11 @@ static int digit_sample(const Tokenizer* tok, const Digits* d, int row, const De
     int rc = image_encode_png(grey, size, size, 1, &s->media[0].bytes, &s->media[0].n_bytes, e);
     free(grey);
     if (rc != 0) return -1;
-    QA qa[3];
-    digit_questions(d->label[row], r, qa);
+    if (o->short_range) {
+        snprintf(first, sizeof first, "%s\n<image>", qa[only].question);
+        ChatTurn one[2] = {{CHAT_USER, first, strlen(first)}, {CHAT_ASSISTANT, qa[only].answer, strlen(qa[only].answer)}};
+        return chat_build(tok, one, 2, s, what, e);
+    }
     snprintf(first, sizeof first, "<image>\n%s", qa[0].question);
     ChatTurn turns[6];
     for (int i = 0; i < 3; i++) {
@@ -340,10 +346,14 @@ static int build_digits(const DemoOptions* o, const Tokenizer* tok, TaskOut* t, 
     int* split = assign_splits(d.n, &split_rng);
     int rc = task_open(t, o, "digits_qa", source, tokenizer_vocab_size(tok), e);
     for (int row = 0; row < d.n && rc == 0; row++) {
-        Sample s = {0};
-        rc = digit_sample(tok, &d, row, o, &qa_rng, &s, e);
-        if (rc == 0) rc = task_add(t, split[row], &s, e);
-        else sample_free(&s);
+        QA qa[3];
+        digit_questions(d.label[row], &qa_rng, qa);
+        for (int q = 0; q < (o->short_range ? 3 : 1) && rc == 0; q++) {
+            Sample s = {0};
+            rc = digit_sample(tok, &d, row, o, qa, q, &s, e);
+            if (rc == 0) rc = task_add(t, split[row], &s, e);
+            else sample_free(&s);
+        }
     }
     free(split);
     digits_free(&d);
@@ -445,7 +455,7 @@ static int speech_sample(const Tokenizer* tok, const Utterance* u, const char* v
                               .n_samples = clip->n_samples};
     clip->pcm = NULL;
     clip->n_samples = 0;
-    static const char prompt[] = "<audio>\nTranscribe.";
+    const char* prompt = o->short_range ? "Transcribe.\n<audio>" : "<audio>\nTranscribe.";
     ChatTurn turns[2] = {{CHAT_USER, prompt, strlen(prompt)}, {CHAT_ASSISTANT, u->text, strlen(u->text)}};
     return chat_build(tok, turns, 2, s, what, e);
 }

@@ -59,6 +59,9 @@ typedef struct DemoOptions {
     int text_passages;             // 3.. (at most the lines of text_jsonl)
     uint64_t seed;
     const char* tokenizer;         // "world" (default) or "bytes" (the CPU demo: a 256-row head instead of 65536)
+    int short_range;               // 1: the media item ends the user turn ("What digit is this?\n<image>") and each
+                                   // digit question is its own sample (key digit-NNNN-qK, split by image): a tiny
+                                   // byte-level backbone then sees the media right before the answer
 } DemoOptions;
 
 // Fills the defaults above (seed 1, tokenizer "world") with out_dir.

@@ -75,4 +75,18 @@ check "data cache-features writes a verifiable dataset of float16 features" bash
     "'$MODRWKV' data verify '$WORK/feat' > /dev/null && '$MODRWKV' data inspect '$WORK/feat' | grep -q 'features'"
 check "bench data reports the loader's samples/s against the goal" bash -c \
     "'$MODRWKV' bench data --seconds 1 --image-size 64 | grep -q 'samples per CPU second'"
+MM_TINY=(--layers 1 --embd 64 --head-size 32 --vocab 256 --image-size 16 --patch 8 --vit-width 32 --vit-layers 1
+         --vit-mlp 64 --short 32 --long 256 --long-images 8 --tokens 8 --repeats 1 --max-images 4
+         --text-per-image 8 --ctx 64 --train-images 2 --steps 1)
+bench_multimodal() { # tiny sizes: it runs, prints its three tables, and the decode ratio long/short is a finite number
+    "$MODRWKV" bench multimodal "${MM_TINY[@]}" > "$WORK/mm.txt" || return 1
+    local ratio
+    ratio=$(sed -n 's|^decode ratio long/short (median of rounds): \([0-9.]*\) .*|\1|p' "$WORK/mm.txt")
+    echo "decode ratio long/short: '$ratio'"
+    grep -q '^| long | 256 | 8 |' "$WORK/mm.txt" && grep -q '^| 4 | 48 |' "$WORK/mm.txt" &&
+        grep -q '^| stage 1: projector |' "$WORK/mm.txt" && [[ "$ratio" =~ ^[0-9]+\.[0-9]+$ ]]
+}
+check "bench multimodal runs and prints decode, prefill and training tables with a finite decode ratio" bench_multimodal
+expect_error "bench multimodal rejects a prompt too short for its images" "cannot hold 8 images" \
+    "$MODRWKV" bench multimodal "${MM_TINY[@]}" --long 40
 finish

@@ -1,4 +1,4 @@
-// bench.c — `modrwkv bench train|generate`: measured throughput, never a pass/fail speed test.
+// bench.c — `modrwkv bench train|generate|data|multimodal`: measured throughput, never a pass/fail speed test.
 //
 // bench train: the machine's own sgemm ceiling (OpenBLAS, square 1024-2048 GEMMs, best of several), then
 // full training steps (forward, masked cross-entropy + L2Wrap, backward, AdamW) of a random RWKV-7 of
@@ -6,7 +6,9 @@
 // sgemm ceiling, plus the activation memory per micro-batch.
 // bench generate: RNN-mode decoding tokens/s at batch 1, and the time per token early vs late in a long
 // generation (constant time and memory per token is the point of an RNN).
+// bench data: datasets/bench_data.c; bench multimodal: trainer/bench_mm.c (ModRWKV decode, prefill, stages).
 #include "trainer/bench.h"
+#include "trainer/bench_mm.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -26,10 +28,13 @@ static const char* BENCH_HELP =
     "usage: modrwkv bench train|generate [--n-layer 6] [--n-embd 512] [--vocab 65536] [--ctx 512]\n"
     "                     [--batch 1] [--steps 3] [--tokens 256] [--threads 0] [--json]\n"
     "       modrwkv bench data [--dir DATASET] [--image-size 384] [--seconds 10]\n"
+    "       modrwkv bench multimodal [--layers 6] [--embd 512] ... (see modrwkv bench multimodal --help)\n"
     "  train     tokens/s and GFLOP/s of full training steps, vs this machine's measured sgemm GFLOP/s\n"
     "  generate  RNN-mode decode tokens/s (batch 1) and time per token early vs late in the sequence\n"
     "  data      the shard loader's samples/s and MB/s with JPEG decode + resize, on DATASET or on a\n"
-    "            generated image-text set (256 JPEGs of 640x480), against the 1.5B/ctx-2048 trainer's need\n";
+    "            generated image-text set (256 JPEGs of 640x480), against the 1.5B/ctx-2048 trainer's need\n"
+    "  multimodal  ModRWKV (ViT + projector + RWKV-7): decode ms/token after a short vs a long image prompt,\n"
+    "            prefill time vs prompt tokens, training step time of stage 1 vs stage 2\n";
 
 // `bench data`: datasets/bench_data.c measures the streaming loader.
 static int bench_data(int argc, char** argv) {
@@ -221,9 +226,10 @@ int bench_main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "data") == 0) return bench_data(argc, argv);
+    if (strcmp(argv[1], "multimodal") == 0) return bench_multimodal(argc, argv);
     BenchArgs a;
     parse_args(argc, argv, &a);
     if (strcmp(argv[1], "train") == 0) return bench_train(&a);
     if (strcmp(argv[1], "generate") == 0) return bench_generate(&a);
-    fatal("bench: unknown benchmark '%s': use train, generate or data", argv[1]);
+    fatal("bench: unknown benchmark '%s': use train, generate, data or multimodal", argv[1]);
 }

@@ -105,10 +105,12 @@ int generate_text(RWKV7* m, const Tokenizer* tok, const char* prompt, const Gene
             return errorf(e, "prompt token %d is outside the model's vocabulary of %d: use the model's tokenizer", ids[i], V);
         }
     RWKV7State* st = rwkv7_state_create(m, 1);
-    RWKV7Acts* pre = rwkv7_acts_create(m, 1, (int)n, 0);
+    RWKV7Acts* pre = rwkv7_acts_create_rows(m, 1, (int)n, 0, 1);  // logits of the last prompt token only
+    int32_t last = (int32_t)n - 1;
+    rwkv7_set_head_rows_list(pre, &last, 1);
     rwkv7_forward(m, pre, ids, st);
     float* logits = xmalloc((size_t)V * sizeof(float));
-    memcpy(logits, pre->logits + (n - 1) * (size_t)V, (size_t)V * sizeof(float));
+    memcpy(logits, pre->logits, (size_t)V * sizeof(float));
     rwkv7_acts_free(m, pre);
     int produced = decode_loop(m, tok, logits, st, o, out, NULL);
     free(logits);
@@ -136,7 +138,7 @@ int generate_multimodal(ModRWKV* m, const Tokenizer* tok, const ShardBatch* src,
     if (T < 1) return errorf(e, "the prompt is empty: give --prompt some text");
     MMBatch mb;
     modrwkv_assemble(m, src, &mb, 1, T);
-    ModRWKVStep* step = modrwkv_step_create(m, 1, T, 0);
+    ModRWKVStep* step = modrwkv_step_create_rows(m, 1, T, 0, 1);  // the prefill needs the last row's logits only
     RWKV7State* st = rwkv7_state_create(m->lm, 1);
     int V = m->lm->cfg.vocab_size, produced = -1;
     if (modrwkv_prefill(m, step, &mb, st, e) == 0) {
@@ -211,10 +213,16 @@ static int load_audio_item(BatchMedia* it, const char* path, Error* e) {
 }
 
 ShardBatch* generate_chat_prompt(const Tokenizer* tok, const char* prompt, const char* const* images, int n_images,
-                                 const char* const* audio, int n_audio, int image_size, Error* e) {
+                                 const char* const* audio, int n_audio, int image_size, int media_last, Error* e) {
     ShardBatch* b = xcalloc(1, sizeof *b);
     b->B = 1;
     append_ids(b, tok, "\x16" "User: ");
+    if (media_last && n_images + n_audio) {
+        char* head = xmalloc(strlen(prompt) + 2);
+        sprintf(head, "%s\n", prompt);
+        append_ids(b, tok, head);
+        free(head);
+    }
     int rc = 0;
     for (int i = 0; rc == 0 && i < n_images; i++)
         rc = load_image_item(append_media(b, MEDIA_IMAGE_PIXELS, SHARD_PLACEHOLDER_IMAGE), images[i], image_size, e);
@@ -225,7 +233,8 @@ ShardBatch* generate_chat_prompt(const Tokenizer* tok, const char* prompt, const
         return NULL;
     }
     char* rest = xmalloc(strlen(prompt) + 32);
-    sprintf(rest, "%s%s\x17\x16" "Assistant:", n_images + n_audio ? "\n" : "", prompt);
+    if (media_last && n_images + n_audio) sprintf(rest, "\x17\x16" "Assistant:");
+    else sprintf(rest, "%s%s\x17\x16" "Assistant:", n_images + n_audio ? "\n" : "", prompt);
     append_ids(b, tok, rest);
     free(rest);
     b->targets = xmalloc((size_t)b->T * sizeof(int32_t));

@@ -31,9 +31,11 @@ int generate_text(RWKV7* m, const Tokenizer* tok, const char* prompt, const Gene
 struct ModRWKV;
 struct ShardBatch;
 // The chat prompt "\x16User: <media>\n<prompt>\x17\x16Assistant:" (the training template; images then audio,
-// one placeholder each) with the media loaded from files: images decoded and preprocessed to image_size
+// one placeholder each), or with media_last "\x16User: <prompt>\n<media>\x17\x16Assistant:" (the layout of
+// `modrwkv data demo --short-range`), with the media loaded from files: images decoded and preprocessed to image_size
 // (normalised with mean = std = 0.5), audio resampled to 16 kHz mono. NULL with e naming the file.
 struct ShardBatch* generate_chat_prompt(const Tokenizer* tok, const char* prompt, const char* const* images,
-                                        int n_images, const char* const* audio, int n_audio, int image_size, Error* e);
+                                        int n_images, const char* const* audio, int n_audio, int image_size,
+                                        int media_last, Error* e);
 int generate_multimodal(struct ModRWKV* m, const Tokenizer* tok, const struct ShardBatch* src, const GenerateOptions* o,
                         FILE* out, int32_t** ids, Error* e);

@@ -264,14 +264,16 @@ static int cmd_logits(int argc, char** argv) {
 static const char* GENERATE_HELP =
     "usage: modrwkv generate --ckpt FILE --prompt STR [--image FILE.png|jpg ...] [--audio FILE.wav ...]\n"
     "                        [--vocab FILE | --bytes] [--max-tokens 200] [--temperature 1.0] [--top-p 0.85]\n"
-    "                        [--seed 1] [--stop 24,0] [--stream]\n"
+    "                        [--seed 1] [--stop 24,0] [--stream] [--media-after]\n"
     "Continues the prompt in RNN mode (constant memory), printing text as it is generated.\n"
     "  --temperature 0 is greedy decoding. Generation stops at end of document (token 0) for World models.\n"
     "  With a multimodal checkpoint (ModRWKV: encoders + projectors) the prompt becomes the chat turn\n"
     "  \"\\x16User: <media>\\n<prompt>\\x17\\x16Assistant:\"; images and audio clips (--image, --audio, repeatable)\n"
     "  go through their encoder and projector, the prompt is read in parallel mode, and the answer is\n"
     "  decoded in RNN mode until a stop token (default: \\x17, the end of a turn (24 in World, 23 in bytes), and 0).\n"
-    "  --stream prints tokens as they come (the default prints the answer when it is complete).\n";
+    "  --stream prints tokens as they come (the default prints the answer when it is complete).\n"
+    "  --media-after puts the media after the prompt text (\"\\x16User: <prompt>\\n<media>\\x17...\"), the layout\n"
+    "  of the CPU demo's data (`modrwkv data demo --short-range`).\n";
 
 enum { MAX_MEDIA_ARGS = 16 };
 
@@ -295,12 +297,12 @@ static void parse_stop(const char* list, GenerateOptions* o) {
 
 // Chat generation with a multimodal model: prints the answer (streamed or at the end).
 static void generate_chat(ModRWKV* m, const Tokenizer* tok, const char* prompt, const char* const* images, int n_img,
-                          const char* const* audio, int n_aud, const GenerateOptions* o, int stream) {
+                          const char* const* audio, int n_aud, const GenerateOptions* o, int stream, int media_last) {
     Error e = {{0}};
     if (n_img && !m->branch[MOD_VISION]) fatal("generate: --image given but the checkpoint has no vision encoder");
     if (n_aud && !m->branch[MOD_AUDIO]) fatal("generate: --audio given but the checkpoint has no audio encoder");
     int S = m->branch[MOD_VISION] ? m->branch[MOD_VISION]->vit->cfg.image_size : 0;
-    ShardBatch* b = generate_chat_prompt(tok, prompt, images, n_img, audio, n_aud, S, &e);
+    ShardBatch* b = generate_chat_prompt(tok, prompt, images, n_img, audio, n_aud, S, media_last, &e);
     if (!b) fatal("%s", e.msg);
     int32_t* ids = NULL;
     int n = generate_multimodal(m, tok, b, o, stream ? stdout : NULL, &ids, &e);
@@ -322,11 +324,12 @@ static int cmd_generate(int argc, char** argv) {
                                    {"bytes", 0, 0, 'b'}, {"max-tokens", 1, 0, 'n'}, {"temperature", 1, 0, 't'},
                                    {"top-p", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"image", 1, 0, 'i'},
                                    {"audio", 1, 0, 'a'}, {"stop", 1, 0, 'S'}, {"stream", 0, 0, 'r'},
+                                   {"media-after", 0, 0, 'M'},
                                    {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *ckpt = NULL, *prompt = NULL, *vocab = NULL, *stop = NULL;
     const char* images[MAX_MEDIA_ARGS];
     const char* audio[MAX_MEDIA_ARGS];
-    int bytes = 0, ch, n_img = 0, n_aud = 0, stream = 0;
+    int bytes = 0, ch, n_img = 0, n_aud = 0, stream = 0, media_last = 0;
     GenerateOptions o = {.max_tokens = 200, .temperature = 1.0f, .top_p = 0.85f, .seed = 1};
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -340,6 +343,7 @@ static int cmd_generate(int argc, char** argv) {
         case 's': o.seed = (uint64_t)parse_long("seed", optarg); break;
         case 'S': stop = optarg; break;
         case 'r': stream = 1; break;
+        case 'M': media_last = 1; break;
         case 'i':
             if (n_img == MAX_MEDIA_ARGS) fatal("generate: at most %d --image files", MAX_MEDIA_ARGS);
             images[n_img++] = optarg;
@@ -370,7 +374,7 @@ static int cmd_generate(int argc, char** argv) {
             o.stop[1] = 0;
             o.n_stop = 2;
         }
-        generate_chat(m, tok, prompt, images, n_img, audio, n_aud, &o, stream);
+        generate_chat(m, tok, prompt, images, n_img, audio, n_aud, &o, stream, media_last);
     } else {
         if (stop) parse_stop(stop, &o);
         fputs(prompt, stdout);

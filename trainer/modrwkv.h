@@ -88,6 +88,8 @@ typedef struct MMBatch {
 typedef struct ModRWKVStep ModRWKVStep;   // activations of one micro-batch (modrwkv.c)
 
 ModRWKVStep* modrwkv_step_create(ModRWKV* m, int B, int T, int with_backward);
+// With logits for at most logit_rows rows (prefill: 1; see rwkv7_acts_create_rows).
+ModRWKVStep* modrwkv_step_create_rows(ModRWKV* m, int B, int T, int with_backward, int logit_rows);
 void modrwkv_step_free(ModRWKV* m, ModRWKVStep* s);
 // Lays out src into b (B, T) — see the contract above. Text batches (src->n_media 0) are copied as they are.
 void modrwkv_assemble(const ModRWKV* m, const ShardBatch* src, MMBatch* b, int B, int T);

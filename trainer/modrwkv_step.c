@@ -38,11 +38,15 @@ struct ModRWKVStep {
 };
 
 ModRWKVStep* modrwkv_step_create(ModRWKV* m, int B, int T, int with_backward) {
+    return modrwkv_step_create_rows(m, B, T, with_backward, B * T);
+}
+
+ModRWKVStep* modrwkv_step_create_rows(ModRWKV* m, int B, int T, int with_backward, int logit_rows) {
     ModRWKVStep* s = xcalloc(1, sizeof *s);
     s->B = B;
     s->T = T;
     s->with_backward = with_backward;
-    s->acts = rwkv7_acts_create(m->lm, B, T, with_backward);
+    s->acts = rwkv7_acts_create_rows(m->lm, B, T, with_backward, logit_rows);
     return s;
 }
 

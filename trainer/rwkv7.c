@@ -296,8 +296,8 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
     A->xg = take(ar, BT * C);
     A->lnf_mean = take(ar, BT);
     A->lnf_rstd = take(ar, BT);
-    A->logits = take(ar, BT * V);
-    A->losses = take(ar, BT);
+    A->logits = take(ar, (size_t)A->logit_rows * V);
+    A->losses = take(ar, (size_t)A->logit_rows);
     A->adapter_for = m->adapter;
     A->adapter_mem = m->adapter ? take(ar, adapter_mem_floats(m->adapter, (int)BT, A->with_backward)) : NULL;
     if (!A->with_backward) return;
@@ -318,10 +318,15 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
 }
 
 RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward) {
+    return rwkv7_acts_create_rows(m, B, T, with_backward, B * T);
+}
+
+RWKV7Acts* rwkv7_acts_create_rows(const RWKV7* m, int B, int T, int with_backward, int logit_rows) {
     RWKV7Acts* A = xcalloc(1, sizeof *A);
     A->B = B;
     A->T = T;
     A->with_backward = with_backward;
+    A->logit_rows = logit_rows < 1 ? 1 : logit_rows > B * T ? B * T : logit_rows;
     A->res = xcalloc((size_t)m->cfg.n_layer + 1, sizeof(float*));
     A->layers = xcalloc((size_t)m->cfg.n_layer, sizeof(LayerActs));
     Arena count = {NULL, 0};
@@ -520,6 +525,9 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
     }
     be->k.layernorm_forward(be, A->xf, A->lnf_mean, A->lnf_rstd, A->res[c->n_layer], P->ln_out_w, P->ln_out_b, BT, C,
                             LN_EPS);
+    if (A->n_head_rows > A->logit_rows || (A->n_head_rows < 0 && A->logit_rows < BT))
+        fatal("internal: the head needs %d logit rows, the activations hold %d", A->n_head_rows < 0 ? BT : A->n_head_rows,
+              A->logit_rows);
     if (A->n_head_rows < 0) {
         linear_forward(be, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
     } else if (A->n_head_rows > 0) {  // only the chosen rows: gather them, then the head

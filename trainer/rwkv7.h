@@ -140,6 +140,7 @@ typedef struct RWKV7Acts {
     int32_t* head_rows;                 // (BT) host
     int32_t* head_targets;              // (BT) host: the targets of those rows
     int n_head_rows;
+    int logit_rows;                     // rows of logits/losses held (BT, or fewer: rwkv7_acts_create_rows)
     float* xg;                          // (BT, C)
     // adapter activations (saved inputs of its backward, scratch): adapter_mem_floats(adapter, BT,
     // with_backward) floats laid out by trainer/adapter.c; NULL without an adapter
@@ -153,6 +154,9 @@ typedef struct RWKV7Acts {
 
 // Sized for m->adapter as attached now (re-create the acts after attaching or detaching an adapter).
 RWKV7Acts* rwkv7_acts_create(const RWKV7* m, int B, int T, int with_backward);
+// The same with logits for at most logit_rows rows (a prompt's prefill needs 1: the (T, V) logits of a long
+// prompt would otherwise dominate its memory); the head must then be restricted (rwkv7_set_head_rows*).
+RWKV7Acts* rwkv7_acts_create_rows(const RWKV7* m, int B, int T, int with_backward, int logit_rows);
 void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* a);
 
 // ---------------------------------------------------------------------------------------------------- state
