@@ -54,6 +54,24 @@ diff=$("$PY" -c "import numpy as np; a=np.load('$WORK/a.npy'); b=np.load('$WORK/
 n=$("$MODRWKV" inspect "$WORK/bone.safetensors" | grep -c "\.bone")
 [ "$n" = 6 ] && pass "adapter-only export holds the 6 Bone tensors of the layer" || fail "adapter-only export: $n .bone tensors"
 
+# stage 2 carries the stage-1 projector and encoder over (model.projector.init / model.vision.init): with lr 0
+# the new run's first checkpoint holds exactly the stage-1 tensors
+"$MODRWKV" train "$WORK/v.yaml" "${VISION[@]}" --set run_dir="$WORK/runs/carry" --set model.init="$CK" \
+    --set model.vision.init="$CK" --set model.projector.init="$CK" --set model.adapter.kind=none \
+    --set train.trainable=projector,backbone --set train.lr=0 --set train.max_steps=1 > "$WORK/carry.txt" 2>&1
+"$PY" - "$CK" "$WORK/runs/carry/checkpoints/step-00000001.safetensors" <<'PYEOF' && pass "stage 2 starts from the stage-1 projector and encoder (bitwise)" || fail "projector/encoder not carried over: $(tail -n 3 "$WORK/carry.txt")"
+import json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+keys = [k for k in a if k.startswith(("vision_proj.", "vision.")) ]
+print(len(keys), "projector/encoder tensors compared")
+sys.exit(0 if keys and all(a[k] == b[k] for k in keys) else 1)
+PYEOF
+
 "$MODRWKV" eval --ckpt "$CK" --data "$D/digits_qa/test" --metric accuracy --max-samples 3 --out "$WORK/eval.json" > "$WORK/eval.txt" 2>&1
 check "eval writes eval.json for digit QA" test -s "$WORK/eval.json"
 
