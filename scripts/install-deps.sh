@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libzip-dev libyaml-dev libjansson-dev zlib1g-dev
       libhdf5-dev libarchive-dev libsndfile1-dev libsamplerate0-dev libpng-dev libturbojpeg0-dev libespeak-ng-dev
       espeak-ng-data libssl-dev libfftw3-dev openmpi-bin libopenmpi-dev clang libclang-rt-14-dev libomp-dev
-      python3 python3-numpy python3-h5py python3-torch bsdutils"
+      python3 python3-numpy python3-h5py python3-torch bsdutils gnuplot-nox chromium"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086

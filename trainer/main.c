@@ -14,6 +14,7 @@
 #include "trainer/config.h"
 #include "experiments/demo.h"
 #include "experiments/eval.h"
+#include "experiments/report.h"
 #include "trainer/adapter.h"
 #include "trainer/generate.h"
 #include "trainer/safetensors.h"
@@ -571,6 +572,7 @@ static const Command COMMANDS[] = {
     {"data", cmd_data, "convert, inspect, verify, cache features of, and build demo training data shards"},
     {"eval", eval_main, "evaluate a checkpoint: QA accuracy, ASR WER/CER, perplexity (writes eval.json)"},
     {"demo", demo_main, "the embedded end-to-end multimodal demo (CPU, no download)"},
+    {"report", report_main, "compare the runs of a sweep: report.md + report.html"},
 };
 
 static void usage(FILE* f) {
