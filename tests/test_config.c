@@ -369,8 +369,86 @@ static int check_print_keys(void) {
     return check_true("print_keys lists the header and all 80 keys with type, default and help", ok, "missing rows");
 }
 
+static void write_text(const char* path, const char* text) {
+    FILE* f = fopen(path, "w");
+    if (!f) fatal("cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+// `extends:`: the base file first (its path relative to the including file), then the including file's
+// keys; chains are followed; a cycle, a missing base and an error inside a base are one-line errors.
+static int check_extends(void) {
+    char dir[] = "/tmp/modrwkv_extends_XXXXXX";
+    if (!mkdtemp(dir)) fatal("mkdtemp failed");
+    char sub[64], base[96], mid[96], top[96], a[96], b[96], bad[96], child[96], missing[96];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    if (mkdir_p(sub, NULL) != 0) fatal("mkdir failed");
+    snprintf(base, sizeof base, "%s/base.yaml", dir);
+    snprintf(mid, sizeof mid, "%s/sub/mid.yaml", dir);
+    snprintf(top, sizeof top, "%s/sub/top.yaml", dir);
+    write_text(base, "model:\n  n_layer: 2\n  n_embd: 64\ntrain:\n  lr: 1e-3\n  max_steps: 10\n");
+    write_text(mid, "extends: ../base.yaml\ntrain:\n  lr: 2e-3\n");
+    write_text(top, "train.max_steps: 30\nextends: mid.yaml\n");  // the position of extends does not matter
+    Config c, want;
+    config_defaults(&c);
+    config_defaults(&want);
+    want.model.n_layer = 2;
+    want.model.n_embd = 64;
+    want.train.lr = 2e-3f;
+    want.train.max_steps = 30;
+    Error e = {{0}};
+    int rc = config_load(&c, top, &e);
+    printf("  extends chain: n_layer %d n_embd %d lr %g max_steps %d\n", c.model.n_layer, c.model.n_embd,
+           (double)c.train.lr, c.train.max_steps);
+    int fails = check_true("extends chain: base, then mid, then top (paths relative to each file)",
+                           rc == 0 && same_config(&c, &want), e.msg);
+
+    snprintf(a, sizeof a, "%s/a.yaml", dir);
+    snprintf(b, sizeof b, "%s/b.yaml", dir);
+    write_text(a, "extends: b.yaml\ntrain:\n  lr: 1\n");
+    write_text(b, "train:\n  lr: 2\nextends: ./a.yaml\n");
+    Config before;
+    config_defaults(&c);
+    config_defaults(&before);
+    rc = config_load(&c, a, &e);
+    printf("  cycle: %s\n", e.msg);
+    fails += check_true("an extends cycle is an error naming the files; nothing changes",
+                        rc == -1 && strstr(e.msg, "extends cycle") && strstr(e.msg, "a.yaml -> ") &&
+                            strstr(e.msg, "b.yaml -> ") && same_config(&c, &before),
+                        e.msg);
+    snprintf(missing, sizeof missing, "%s/missing.yaml", dir);
+    write_text(missing, "extends: nowhere.yaml\n");
+    rc = config_load(&c, missing, &e);
+    printf("  missing base: %s\n", e.msg);
+    fails += check_true("a missing base is an error naming the including file, line and the base",
+                        rc == -1 && strstr(e.msg, "missing.yaml:1: extends: cannot read") && strstr(e.msg, "nowhere.yaml"),
+                        e.msg);
+    snprintf(bad, sizeof bad, "%s/bad.yaml", dir);
+    snprintf(child, sizeof child, "%s/child.yaml", dir);
+    write_text(bad, "train:\n  lrr: 1\n");
+    write_text(child, "extends: bad.yaml\n");
+    rc = config_load(&c, child, &e);
+    printf("  error in base: %s\n", e.msg);
+    fails += check_true("an error inside a base names the base file and line; nothing changes",
+                        rc == -1 && strstr(e.msg, "bad.yaml:2: unknown key 'train.lrr'") && same_config(&c, &before),
+                        e.msg);
+    write_text(child, "extends: [a, b]\n");
+    rc = config_load(&c, child, &e);
+    printf("  extends list: %s\n", e.msg);
+    fails += check_true("extends must be one path", rc == -1 && strstr(e.msg, "child.yaml:1: key 'extends' expects"),
+                        e.msg);
+
+    const char* files[] = {top, mid, base, a, b, missing, bad, child};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) unlink(files[i]);
+    rmdir(sub);
+    rmdir(dir);
+    return fails;
+}
+
 int main(void) {
     int fails = 0;
+    fails += check_extends();
     fails += check_defaults();
     fails += check_nested_load();
     fails += check_bad_inputs();

@@ -4,6 +4,9 @@
 // YAML files are read with libyaml's document API: nested mappings (`train:` / `  lr: 3e-4`) and flat
 // dotted keys (`train.lr: 3e-4`) both address the key `train.lr`. Loading works on a copy of the
 // Config and only commits it when the whole file is valid, so a failed load changes nothing.
+// A top-level `extends: base.yaml` (relative to the including file) loads the base file first, then the
+// including file's keys on top; chains are followed (at most EXTENDS_MAX_DEPTH files) and a cycle is an
+// error listing the chain of files.
 #include "trainer/config.h"
 
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <yaml.h>
 
 typedef enum { KT_INT, KT_U64, KT_FLOAT, KT_BOOL, KT_STRING, KT_ENUM } KeyType;
@@ -408,8 +412,17 @@ void config_defaults(Config* c) {
 
 // ---------------------------------------------------------------------------- YAML walking
 
+enum { EXTENDS_MAX_DEPTH = 16 };
+
+// The files being loaded through `extends:`, outermost first (to report cycles).
+typedef struct ExtendsChain {
+    const char* files[EXTENDS_MAX_DEPTH];
+    int n;
+} ExtendsChain;
+
 typedef struct Loader {
     const char* name;           // file name for messages
+    ExtendsChain* chain;        // files including this one (this one last)
     yaml_document_t* doc;
     Config* c;
     size_t seen_line[N_KEYS];   // line where each key was set (0 = not yet)
@@ -488,12 +501,17 @@ static int check_duplicate_in_mapping(Loader* L, yaml_node_pair_t* begin, yaml_n
     return 0;
 }
 
+static int is_extends_key(const yaml_node_t* key, const char* prefix) {
+    return prefix[0] == 0 && key->type == YAML_SCALAR_NODE && strcmp(scalar_text(key), "extends") == 0;
+}
+
 static int walk_mapping(Loader* L, yaml_node_t* map, const char* prefix) {
     yaml_node_pair_t* begin = map->data.mapping.pairs.start;
     for (yaml_node_pair_t* p = begin; p < map->data.mapping.pairs.top; p++) {
         if (check_duplicate_in_mapping(L, begin, p) != 0) return -1;
         yaml_node_t* key = yaml_document_get_node(L->doc, p->key);
         yaml_node_t* value = yaml_document_get_node(L->doc, p->value);
+        if (is_extends_key(key, prefix)) continue;  // already applied by apply_extends
         if (load_pair(L, key, value, prefix) != 0) return -1;
     }
     return 0;
@@ -535,21 +553,78 @@ static int parse_document(const char* yaml, size_t len, const char* name, yaml_d
     return 0;
 }
 
-int config_load_string(Config* c, const char* yaml, const char* name, Error* e) {
+static int load_file_in_chain(Config* c, const char* path, ExtendsChain* chain, Error* e);
+
+// `extends:` names a file relative to the directory of the including file (`name`).
+static void resolve_relative(const char* name, const char* rel, char* out, size_t n) {
+    const char* slash = strrchr(name, '/');
+    if (rel[0] == '/' || !slash) snprintf(out, n, "%s", rel);
+    else snprintf(out, n, "%.*s/%s", (int)(slash - name), name, rel);
+}
+
+// Two names for the same file (a cycle through "a.yaml" and "./a.yaml").
+static int same_file(const char* a, const char* b) {
+    char ra[4096], rb[4096];
+    if (realpath(a, ra) && realpath(b, rb)) return strcmp(ra, rb) == 0;
+    return strcmp(a, b) == 0;
+}
+
+static int extends_cycle_error(Loader* L, size_t line, const char* path) {
+    char chain[2048] = "";
+    for (int i = 0; i < L->chain->n; i++) {
+        strncat(chain, L->chain->files[i], sizeof chain - strlen(chain) - 1);
+        strncat(chain, " -> ", sizeof chain - strlen(chain) - 1);
+    }
+    strncat(chain, path, sizeof chain - strlen(chain) - 1);
+    return errorf(L->e, "%s:%zu: extends cycle: %s (remove one of these extends)", L->name, line, chain);
+}
+
+// Loads the file named by a top-level `extends:` into L->c, before the including file's own keys.
+static int apply_extends(Loader* L, yaml_node_t* root) {
+    for (yaml_node_pair_t* p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t* key = yaml_document_get_node(L->doc, p->key);
+        yaml_node_t* value = yaml_document_get_node(L->doc, p->value);
+        if (!is_extends_key(key, "")) continue;
+        size_t line = line_of(key);
+        if (value->type != YAML_SCALAR_NODE || is_null_scalar(value) ||
+            strlen(scalar_text(value)) != value->data.scalar.length)
+            return errorf(L->e, "%s:%zu: key 'extends' expects the path of a base config file (e.g. `extends: "
+                          "base.yaml`), got %s", L->name, line, is_null_scalar(value) ? "nothing" : node_kind(value));
+        char path[CONFIG_PATH_MAX * 2];
+        resolve_relative(L->name, scalar_text(value), path, sizeof path);
+        for (int i = 0; i < L->chain->n; i++)
+            if (same_file(L->chain->files[i], path)) return extends_cycle_error(L, line, path);
+        if (L->chain->n >= EXTENDS_MAX_DEPTH)
+            return errorf(L->e, "%s:%zu: extends: more than %d files deep (flatten the chain)", L->name, line,
+                          EXTENDS_MAX_DEPTH);
+        if (access(path, R_OK) != 0)
+            return errorf(L->e, "%s:%zu: extends: cannot read '%s' (%s; the path is relative to this file)", L->name,
+                          line, path, strerror(errno));
+        return load_file_in_chain(L->c, path, L->chain, L->e);  // errors inside name the base file and line
+    }
+    return 0;
+}
+
+static int load_text_in_chain(Config* c, const char* yaml, const char* name, ExtendsChain* chain, Error* e) {
     yaml_document_t doc;
     if (parse_document(yaml, strlen(yaml), name, &doc, e) != 0) return -1;
     Loader* L = xcalloc(1, sizeof *L);
     L->name = name;
+    L->chain = chain;
     L->doc = &doc;
     L->c = xmalloc(sizeof *L->c);
     memcpy(L->c, c, sizeof *c);
     L->e = e;
     int rc = 0;
     yaml_node_t* root = yaml_document_get_root_node(&doc);
-    if (root && root->type == YAML_MAPPING_NODE) rc = walk_mapping(L, root, "");
-    else if (root && !is_null_scalar(root))
+    chain->files[chain->n++] = name;
+    if (root && root->type == YAML_MAPPING_NODE) {
+        rc = apply_extends(L, root);
+        if (rc == 0) rc = walk_mapping(L, root, "");
+    } else if (root && !is_null_scalar(root))
         rc = errorf(e, "%s:%zu: the top level must be a mapping of keys (e.g. `train:` then `  lr: 3e-4`), got %s",
                     name, line_of(root), node_kind(root));
+    chain->n--;
     if (rc == 0) memcpy(c, L->c, sizeof *c);
     free(L->c);
     free(L);
@@ -557,15 +632,25 @@ int config_load_string(Config* c, const char* yaml, const char* name, Error* e) 
     return rc;
 }
 
-int config_load(Config* c, const char* path, Error* e) {
+static int load_file_in_chain(Config* c, const char* path, ExtendsChain* chain, Error* e) {
     size_t len;
     char* text = read_file(path, &len, e);
     if (!text) return -1;
     int rc;
     if (strlen(text) != len) rc = errorf(e, "%s: contains a NUL byte: not a YAML text file", path);
-    else rc = config_load_string(c, text, path, e);
+    else rc = load_text_in_chain(c, text, path, chain, e);
     free(text);
     return rc;
+}
+
+int config_load_string(Config* c, const char* yaml, const char* name, Error* e) {
+    ExtendsChain chain = {.n = 0};
+    return load_text_in_chain(c, yaml, name, &chain, e);
+}
+
+int config_load(Config* c, const char* path, Error* e) {
+    ExtendsChain chain = {.n = 0};
+    return load_file_in_chain(c, path, &chain, e);
 }
 
 // ---------------------------------------------------------------------------- --set key=value

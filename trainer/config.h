@@ -1,9 +1,10 @@
 // config.h — the run configuration: YAML file (libyaml) + `--set key=value` overrides, table-driven.
 //
 // Contract: every key has a dotted name (`train.lr`), a type, a default and a help line, in one table
-// (config.c). Loading rejects unknown keys and bad values with "FILE:LINE: key 'x.y': what is wrong
-// (what to do)". config_to_yaml writes the resolved configuration, which config_load_string reads back
-// to the identical Config (stored in run directories and checkpoints so resume uses the same settings).
+// (config.c). A file may inherit from another with `extends:`. Loading rejects unknown keys and bad values
+// with "FILE:LINE: key 'x.y': what is wrong (what to do)". config_to_yaml writes the resolved configuration,
+// which config_load_string reads back to the identical Config (stored in run directories and checkpoints
+// so resume uses the same settings).
 #pragma once
 #include <stdint.h>
 #include <stdio.h>
@@ -117,9 +118,12 @@ typedef struct Config {
 } Config;
 
 void config_defaults(Config* c);
-// Reads a YAML file on top of the current values. Returns 0 or -1 with e naming file:line and key.
+// Reads a YAML file on top of the current values. A top-level `extends: base.yaml` (a path relative to the
+// including file) loads that file first; chains are followed (16 files at most) and a cycle is an error
+// listing the files. Returns 0 or -1 with e naming file:line and key (in the file where the error is);
+// on failure c is unchanged.
 int config_load(Config* c, const char* path, Error* e);
-// Same, from YAML text; `name` is used in messages.
+// Same, from YAML text; `name` is used in messages (and its directory resolves `extends:`).
 int config_load_string(Config* c, const char* yaml, const char* name, Error* e);
 // Applies one "key=value" override (value parsed as YAML scalar). Returns 0 or -1 naming the key.
 int config_set(Config* c, const char* assignment, Error* e);

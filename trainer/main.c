@@ -15,6 +15,7 @@
 #include "experiments/demo.h"
 #include "experiments/eval.h"
 #include "experiments/report.h"
+#include "experiments/sweep.h"
 #include "trainer/adapter.h"
 #include "trainer/generate.h"
 #include "trainer/safetensors.h"
@@ -573,6 +574,8 @@ static const Command COMMANDS[] = {
     {"eval", eval_main, "evaluate a checkpoint: QA accuracy, ASR WER/CER, perplexity (writes eval.json)"},
     {"demo", demo_main, "the embedded end-to-end multimodal demo (CPU, no download)"},
     {"report", report_main, "compare the runs of a sweep: report.md + report.html"},
+    {"sweep", sweep_main, "run a sweep of configs (run | status | expand SWEEP.yaml), skipping finished runs"},
+    {"config", config_main, "show the resolved config (show FILE [--set k=v ...]) or list every key (schema)"},
 };
 
 static void usage(FILE* f) {

@@ -1,0 +1,108 @@
+// sweep_cli.c — the `modrwkv sweep` and `modrwkv config` commands (experiments/sweep.h).
+//   modrwkv sweep run SWEEP.yaml      every run in turn: done ones skipped, interrupted ones resumed
+//   modrwkv sweep status SWEEP.yaml   one line per run from the run directories
+//   modrwkv sweep expand SWEEP.yaml   the run ids and their overrides, nothing run
+//   modrwkv config show FILE [--set key=value ...]   the resolved configuration (extends and overrides applied)
+//   modrwkv config schema                            every key with its type, default and meaning
+// Errors are one line on stderr ("modrwkv: error: ...") with exit status 1; `sweep run` exits 1 when a
+// run failed (after trying the others).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiments/sweep.h"
+#include "trainer/config.h"
+
+static const char* SWEEP_HELP =
+    "usage: modrwkv sweep run|status|expand SWEEP.yaml\n"
+    "  run      run every run of the sweep one after another in runs_dir/<name>/<run-id>/: runs with a DONE\n"
+    "           marker are skipped, interrupted ones resume from their newest checkpoint; a failed run does\n"
+    "           not stop the others (exit status 1 if any failed)\n"
+    "  status   one line per run: id, state (done / partial step N of M / not started / failed), last\n"
+    "           training loss, validation loss, eval metric, parameters\n"
+    "  expand   print the run ids and the overrides of each run without running anything\n"
+    "The sweep file format is documented in experiments/sweep.h (name, base, runs_dir, set, grid, zip,\n"
+    "random, eval); experiments/demo-sweep.yaml is an example.\n";
+
+static const char* CONFIG_HELP =
+    "usage: modrwkv config show FILE [--set key=value ...] | modrwkv config schema\n"
+    "  show     print the fully resolved configuration of FILE (its `extends:` chain and the --set overrides\n"
+    "           applied), in the form written to every run directory as config.yaml\n"
+    "  schema   every key with its type, default and meaning\n";
+
+static int fail(const char* msg) {
+    fprintf(stderr, "modrwkv: error: %s\n", msg);
+    return 1;
+}
+
+int sweep_main(int argc, char** argv) {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(SWEEP_HELP, stdout);
+        return 0;
+    }
+    if (argc != 3 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "status") != 0 && strcmp(argv[1], "expand") != 0)) {
+        fputs(SWEEP_HELP, stderr);
+        return fail("sweep: expected `run`, `status` or `expand` and one sweep file");
+    }
+    Sweep s;
+    Error e;
+    if (sweep_load(&s, argv[2], &e) != 0) {
+        sweep_free(&s);
+        return fail(e.msg);
+    }
+    int rc = 0;
+    if (strcmp(argv[1], "expand") == 0) {
+        sweep_print_expansion(&s, stdout);
+    } else if (strcmp(argv[1], "status") == 0) {
+        printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
+        sweep_print_status(&s, stdout);
+    } else {
+        printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
+        int failed = sweep_run_all(&s, stdout);
+        if (failed > 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "sweep %s: %d of %d runs failed (listed above; their FAILED files hold the "
+                     "errors; fix and run again to retry them)", s.name, failed, s.n_runs);
+            rc = fail(msg);
+        }
+    }
+    sweep_free(&s);
+    return rc;
+}
+
+static int config_show(int argc, char** argv) {
+    Config* c = malloc(sizeof *c);
+    if (!c) return fail("out of memory");
+    config_defaults(c);
+    Error e;
+    int rc = config_load(c, argv[2], &e);
+    for (int i = 3; rc == 0 && i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) rc = config_set(c, argv[++i], &e);
+        else if (strncmp(argv[i], "--set=", 6) == 0) rc = config_set(c, argv[i] + 6, &e);
+        else rc = errorf(&e, "config show: unexpected argument '%s' (only --set key=value may follow the file)", argv[i]);
+    }
+    if (rc != 0) {
+        free(c);
+        return fail(e.msg);
+    }
+    char* yaml = config_to_yaml(c);
+    fputs(yaml, stdout);
+    free(yaml);
+    rc = config_validate(c, &e);
+    free(c);
+    return rc == 0 ? 0 : fail(e.msg);
+}
+
+int config_main(int argc, char** argv) {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(CONFIG_HELP, stdout);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "schema") == 0) {
+        config_print_keys(stdout);
+        return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "show") == 0) return config_show(argc, argv);
+    fputs(CONFIG_HELP, stderr);
+    return fail("config: expected `show FILE [--set key=value ...]` or `schema`");
+}
