@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/dense.h"
 #include "trainer/rng.h"
 
 static const float LN_EPS = 1e-5f;   // the released adapter's nn.LayerNorm default
@@ -210,21 +211,15 @@ void projector_acts_free(const Projector* p, ProjectorActs* a) {
 }
 
 // ---------------------------------------------------------------------------------------------- forward
-// out (N, Cout) = inp (N, Cin) W^T (+ b unless NULL), W (Cout, Cin).
-static void linear(Backend* be, float* out, const float* inp, const float* W, const float* b, int N, int Cin,
-                   int Cout) {
-    be->k.gemm(be, 0, 1, N, Cout, Cin, 1.0f, inp, Cin, W, Cin, 0.0f, out, Cout);
-    if (b) be->k.bias_add(be, out, b, N, Cout);
-}
 
 // The mlp on xin (N, D): a->out = h + LayerNorm(h), h = relu(xin W1^T + b1) W2^T + b2.
 static void mlp_forward(Projector* p, ProjectorActs* a, const float* xin, int N) {
     Backend* be = p->be;
     const ProjectorParams* P = &p->p;
     int D = p->cfg.d_enc, C = p->cfg.n_embd, H = p->hidden;
-    linear(be, a->h1, xin, P->w1, P->b1, N, D, H);                                   // (N, H)
+    dense_forward(be, a->h1, xin, P->w1, P->b1, N, D, H, 0.0f);                                   // (N, H)
     be->k.relu_forward(be, a->a1, a->h1, (size_t)N * H);
-    linear(be, a->h, a->a1, P->w2, P->b2, N, H, C);                                  // (N, C)
+    dense_forward(be, a->h, a->a1, P->w2, P->b2, N, H, C, 0.0f);                                  // (N, C)
     be->k.layernorm_forward(be, a->ln, a->ln_mean, a->ln_rstd, a->h, P->ln_w, P->ln_b, N, C, LN_EPS);
     be->k.copy(be, a->out, a->h, (size_t)N * C);
     be->k.axpy(be, a->out, 1.0f, a->ln, (size_t)N * C);
@@ -237,7 +232,7 @@ void projector_forward(Projector* p, ProjectorActs* a, const float* input) {
     const float* xin = input;                                                        // (N, D)
     if (c->kind == PROJ_CONV_MLP) {
         be->k.im2col1d(be, a->cols, input, a->B, a->n_in, D, a->n_out, c->k, c->s, 1, 0);   // (N, D k)
-        linear(be, a->xin, a->cols, p->p.conv_w, NULL, N, D * c->k, D);
+        dense_forward(be, a->xin, a->cols, p->p.conv_w, NULL, N, D * c->k, D, 0.0f);
         xin = a->xin;
     } else if (c->kind == PROJ_POOL_MLP) {
         be->k.avgpool1d_forward(be, a->xin, input, a->B, a->n_in, D, c->s);
@@ -245,19 +240,11 @@ void projector_forward(Projector* p, ProjectorActs* a, const float* input) {
     } else if (a->with_backward) {
         be->k.copy(be, a->xin, input, (size_t)N * D);   // kept for the weight gradient
     }
-    if (c->kind == PROJ_LINEAR) linear(be, a->out, xin, p->p.w1, p->p.b1, N, D, c->n_embd);
+    if (c->kind == PROJ_LINEAR) dense_forward(be, a->out, xin, p->p.w1, p->p.b1, N, D, c->n_embd, 0.0f);
     else mlp_forward(p, a, xin, N);
 }
 
 // ---------------------------------------------------------------------------------------------- backward
-// For out = inp W^T (+ b): dW += dout^T inp and db += sum dout unless dW is NULL (frozen; db NULL: no bias);
-// dinp = dout W unless dinp is NULL.
-static void linear_backward(Backend* be, float* dinp, float* dW, float* db, const float* dout, const float* inp,
-                            const float* W, int N, int Cin, int Cout) {
-    if (dW) be->k.gemm(be, 1, 0, Cout, Cin, N, 1.0f, dout, Cout, inp, Cin, 1.0f, dW, Cin);
-    if (db) be->k.bias_backward(be, db, dout, N, Cout);
-    if (dinp) be->k.gemm(be, 0, 0, N, Cin, Cout, 1.0f, dout, Cout, W, Cin, 0.0f, dinp, Cin);
-}
 
 // Through the mlp: dxin (N, D) = ... unless NULL; weight grads += unless frozen.
 static void mlp_backward(Projector* p, ProjectorActs* a, const float* dout, float* dxin, int N) {
@@ -267,9 +254,9 @@ static void mlp_backward(Projector* p, ProjectorActs* a, const float* dout, floa
     // y = h + LN(h): dh = dout + LN backward (layernorm_backward accumulates into dinp)
     be->k.copy(be, a->dh, dout, (size_t)N * C);
     be->k.layernorm_backward(be, a->dh, G->ln_w, G->ln_b, dout, a->h, P->ln_w, a->ln_mean, a->ln_rstd, N, C);
-    linear_backward(be, a->da1, G->w2, G->b2, a->dh, a->a1, P->w2, N, H, C);        // (N, H)
+    dense_backward(be, a->da1, G->w2, G->b2, a->dh, a->a1, P->w2, N, H, C, 0.0f);        // (N, H)
     be->k.relu_backward(be, a->dh1, a->da1, a->a1, (size_t)N * H);
-    linear_backward(be, dxin, G->w1, G->b1, a->dh1, a->xin, P->w1, N, D, H);        // (N, D)
+    dense_backward(be, dxin, G->w1, G->b1, a->dh1, a->xin, P->w1, N, D, H, 0.0f);        // (N, D)
 }
 
 void projector_backward(Projector* p, ProjectorActs* a, const float* dout, float* dinput) {
@@ -284,10 +271,10 @@ void projector_backward(Projector* p, ProjectorActs* a, const float* dout, float
     int transformed = c->kind == PROJ_CONV_MLP || c->kind == PROJ_POOL_MLP;
     int need_dxin = dinput != NULL || (c->kind == PROJ_CONV_MLP && !frozen);
     float* dxin = !need_dxin ? NULL : transformed ? a->dxin : dinput;
-    if (c->kind == PROJ_LINEAR) linear_backward(be, dxin, p->g.w1, p->g.b1, dout, a->xin, p->p.w1, N, D, c->n_embd);
+    if (c->kind == PROJ_LINEAR) dense_backward(be, dxin, p->g.w1, p->g.b1, dout, a->xin, p->p.w1, N, D, c->n_embd, 0.0f);
     else mlp_backward(p, a, dout, dxin, N);
     if (c->kind == PROJ_CONV_MLP && need_dxin) {
-        linear_backward(be, dinput ? a->dcols : NULL, p->g.conv_w, NULL, a->dxin, a->cols, p->p.conv_w, N, D * c->k, D);
+        dense_backward(be, dinput ? a->dcols : NULL, p->g.conv_w, NULL, a->dxin, a->cols, p->p.conv_w, N, D * c->k, D, 0.0f);
         if (dinput) {
             be->k.zero(be, dinput, n_input);
             be->k.col2im1d(be, dinput, a->dcols, a->B, a->n_in, D, a->n_out, c->k, c->s, 1, 0);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "trainer/adapter.h"
+#include "trainer/dense.h"
 
 static const float LN_EPS = 1e-5f;
 static const float GN_EPS = 64e-5f;
@@ -383,18 +384,7 @@ void rwkv7_state_free(const RWKV7* m, RWKV7State* s) {
 }
 
 // ---------------------------------------------------------------------------------------------------- GEMM helpers
-// linear:  out (N, OC) = inp (N, IC) @ W^T, W (OC, IC) [nn.Linear]; beta 1 accumulates into out.
-static void linear_forward(Backend* be, float* out, const float* inp, const float* W, int N, int IC, int OC, float beta) {
-    be->k.gemm(be, 0, 1, N, OC, IC, 1.0f, inp, IC, W, IC, beta, out, OC);
-}
-
-// dW (OC, IC) += dout^T @ inp (if dW); dinp (N, IC) = dout @ W (+ beta * dinp).
-static void linear_backward(Backend* be, float* dinp, float* dW, const float* dout, const float* inp, const float* W,
-                            int N, int IC, int OC, float beta) {
-    if (dW) be->k.gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
-    if (dinp) be->k.gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, W, IC, beta, dinp, IC);
-}
-
+// (nn.Linear layers: trainer/dense.h)
 // lora matmul: out (N, OC) = inp (N, IC) @ W, W (IC, OC) [RWKV LoRA matrices, no transpose].
 static void matmul_forward(Backend* be, float* out, const float* inp, const float* W, int N, int IC, int OC) {
     be->k.gemm(be, 0, 0, N, OC, IC, 1.0f, inp, IC, W, OC, 0.0f, out, OC);
@@ -412,14 +402,14 @@ static void matmul_backward(Backend* be, float* dinp, float* dW, const float* do
 static void adapted_forward(RWKV7* m, RWKV7Acts* A, int l, AdapterTarget t, float* out, const float* inp,
                             const float* W, int IC, int OC, float beta) {
     int N = A->B * A->T;
-    linear_forward(m->be, out, inp, W, N, IC, OC, beta);
+    dense_forward(m->be, out, inp, W, NULL, N, IC, OC, beta);
     if (m->adapter) adapter_forward(m->adapter, A->adapter_mem, N, A->with_backward, l, t, out, inp, W);
 }
 
 static void adapted_backward(RWKV7* m, RWKV7Acts* A, int l, AdapterTarget t, float* dinp, float* dW,
                              const float* dout, const float* inp, const float* W, int IC, int OC, float beta) {
     int N = A->B * A->T;
-    linear_backward(m->be, dinp, dW, dout, inp, W, N, IC, OC, beta);
+    dense_backward(m->be, dinp, dW, NULL, dout, inp, W, N, IC, OC, beta);
     if (m->adapter) adapter_backward(m->adapter, A->adapter_mem, N, l, t, dinp, dW, dout, inp, W);
 }
 
@@ -529,10 +519,10 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
         fatal("internal: the head needs %d logit rows, the activations hold %d", A->n_head_rows < 0 ? BT : A->n_head_rows,
               A->logit_rows);
     if (A->n_head_rows < 0) {
-        linear_forward(be, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+        dense_forward(be, A->logits, A->xf, P->head, NULL, BT, C, c->vocab_size, 0.0f);
     } else if (A->n_head_rows > 0) {  // only the chosen rows: gather them, then the head
         be->k.embedding_forward(be, A->xg, A->head_rows, A->xf, A->n_head_rows, C);
-        linear_forward(be, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
+        dense_forward(be, A->logits, A->xg, P->head, NULL, A->n_head_rows, C, c->vocab_size, 0.0f);
     }
 }
 
@@ -689,11 +679,11 @@ void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
     size_t n = (size_t)BT * C;
     // head and final LayerNorm (acts->logits holds dlogits)
     if (A->n_head_rows < 0) {
-        linear_backward(be, A->dln, G->head, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+        dense_backward(be, A->dln, G->head, NULL, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
     } else {  // the head rows' gradients scattered back; the other rows get none
         be->k.zero(be, A->dln, n);
-        if (A->n_head_rows > 0) {  // dW reads xg before the input gradient overwrites it (linear_backward's order)
-            linear_backward(be, A->xg, G->head, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
+        if (A->n_head_rows > 0) {  // dW reads xg before the input gradient overwrites it (dense_backward's order)
+            dense_backward(be, A->xg, G->head, NULL, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
             be->k.embedding_backward(be, A->dln, A->xg, A->head_rows, A->n_head_rows, C, BT);
         }
     }

@@ -176,20 +176,6 @@ void transformer_stack_layout(const TransformerConfig* c, TransformerStack* s, F
     }
 }
 
-// ---------------------------------------------------------------------------------------------------- linear
-void tf_linear_forward(Backend* be, float* y, const float* x, const float* W, const float* b, int N, int n_in,
-                           int n_out, float beta) {
-    be->k.gemm(be, 0, 1, N, n_out, n_in, 1.0f, x, n_in, W, n_in, beta, y, n_out);
-    if (b) be->k.bias_add(be, y, b, N, n_out);
-}
-
-void tf_linear_backward(Backend* be, float* dx, float* dW, float* db, const float* dy, const float* x,
-                            const float* W, int N, int n_in, int n_out, float beta) {
-    if (dW) be->k.gemm(be, 1, 0, n_out, n_in, N, 1.0f, dy, n_out, x, n_in, 1.0f, dW, n_in);
-    if (db) be->k.bias_backward(be, db, dy, N, n_out);
-    if (dx) be->k.gemm(be, 0, 0, N, n_in, n_out, 1.0f, dy, n_out, W, n_in, beta, dx, n_in);
-}
-
 // ---------------------------------------------------------------------------------------------------- layer
 
 static float attention_scale(const TransformerConfig* c) {
@@ -203,16 +189,16 @@ void transformer_layer_forward(Backend* be, const TransformerConfig* c, const Tr
     float* qkv[3] = {a->q, a->k, a->v};
     // attention block: x_mid = inp + out_proj(attention(LN1(inp)))
     be->k.layernorm_forward(be, a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, D, c->ln_eps);
-    for (int j = 0; j < 3; j++) tf_linear_forward(be, qkv[j], a->ln1, p->w[j], p->b[j], N, D, D, 0.0f);
+    for (int j = 0; j < 3; j++) dense_forward(be, qkv[j], a->ln1, p->w[j], p->b[j], N, D, D, 0.0f);
     be->k.attention_forward(be, a->att, a->probs, a->q, a->k, a->v, B, T, H, D / H, attention_scale(c));
     be->k.copy(be, a->x_mid, inp, ND);
-    tf_linear_forward(be, a->x_mid, a->att, p->w[TF_O], p->b[TF_O], N, D, D, 1.0f);
+    dense_forward(be, a->x_mid, a->att, p->w[TF_O], p->b[TF_O], N, D, D, 1.0f);
     // MLP block: out = x_mid + fc2(gelu(fc1(LN2(x_mid))))
     be->k.layernorm_forward(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, N, D, c->ln_eps);
-    tf_linear_forward(be, a->h, a->ln2, p->fc1_w, p->fc1_b, N, D, F, 0.0f);
+    dense_forward(be, a->h, a->ln2, p->fc1_w, p->fc1_b, N, D, F, 0.0f);
     be->k.gelu_forward(be, a->g, a->h, (size_t)N * F, c->gelu_mode);
     be->k.copy(be, out, a->x_mid, ND);
-    tf_linear_forward(be, out, a->g, p->fc2_w, p->fc2_b, N, F, D, 1.0f);
+    dense_forward(be, out, a->g, p->fc2_w, p->fc2_b, N, F, D, 1.0f);
 }
 
 // The MLP block: s->dmid = dL/dx_mid (dout through the residual and through LN2).
@@ -222,9 +208,9 @@ static void mlp_backward(Backend* be, const TransformerConfig* c, const Transfor
     const int D = c->dim, F = c->mlp_dim;
     const size_t NF = (size_t)N * F;
     be->k.gelu_forward(be, s->dF1, a->h, NF, c->gelu_mode);   // g recomputed (N, F)
-    tf_linear_backward(be, s->dF2, g ? g->fc2_w : NULL, g ? g->fc2_b : NULL, dout, s->dF1, p->fc2_w, N, F, D, 0.0f);
+    dense_backward(be, s->dF2, g ? g->fc2_w : NULL, g ? g->fc2_b : NULL, dout, s->dF1, p->fc2_w, N, F, D, 0.0f);
     be->k.gelu_backward(be, s->dF1, s->dF2, a->h, NF, c->gelu_mode);                 // dh (N, F)
-    tf_linear_backward(be, s->dD1, g ? g->fc1_w : NULL, g ? g->fc1_b : NULL, s->dF1, a->ln2, p->fc1_w, N, D, F, 0.0f);
+    dense_backward(be, s->dD1, g ? g->fc1_w : NULL, g ? g->fc1_b : NULL, s->dF1, a->ln2, p->fc1_w, N, D, F, 0.0f);
     be->k.copy(be, s->dmid, dout, (size_t)N * D);
     be->k.layernorm_backward(be, s->dmid, g ? g->ln2_w : NULL, g ? g->ln2_b : NULL, s->dD1, a->x_mid, p->ln2_w,
                              a->ln2_mean, a->ln2_rstd, N, D);
@@ -237,13 +223,13 @@ void transformer_layer_backward(Backend* be, const TransformerConfig* c, const T
     const int N = B * T, D = c->dim, H = c->n_heads;
     mlp_backward(be, c, p, g, a, s, dout, N);   // the last read of dout: dinp may alias it from here on
     // attention block: x_mid = inp + out_proj(att)
-    tf_linear_backward(be, s->dD1, g ? g->w[TF_O] : NULL, g ? g->b[TF_O] : NULL, s->dmid, a->att, p->w[TF_O], N, D, D,
+    dense_backward(be, s->dD1, g ? g->w[TF_O] : NULL, g ? g->b[TF_O] : NULL, s->dmid, a->att, p->w[TF_O], N, D, D,
                     0.0f);
     be->k.attention_backward(be, s->dq, s->dk, s->dv, s->dprobs, s->dD1, a->probs, a->q, a->k, a->v, B, T, H, D / H,
                              attention_scale(c));
     const float* dqkv[3] = {s->dq, s->dk, s->dv};
     for (int j = 0; j < 3; j++)   // dD1 = dL/dLN1(inp), summed over q, k, v
-        tf_linear_backward(be, s->dD1, g ? g->w[j] : NULL, g ? g->b[j] : NULL, dqkv[j], a->ln1, p->w[j], N, D, D,
+        dense_backward(be, s->dD1, g ? g->w[j] : NULL, g ? g->b[j] : NULL, dqkv[j], a->ln1, p->w[j], N, D, D,
                         j == 0 ? 0.0f : 1.0f);
     be->k.copy(be, dinp, s->dmid, (size_t)N * D);
     be->k.layernorm_backward(be, dinp, g ? g->ln1_w : NULL, g ? g->ln1_b : NULL, s->dD1, inp, p->ln1_w, a->ln1_mean,

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "kernels/kernels.h"
+#include "trainer/dense.h"
 #include "trainer/params.h"
 #include "trainer/rng.h"
 
@@ -113,13 +114,6 @@ float* transformer_stack_forward(Backend* be, const TransformerConfig* c, const 
 void transformer_stack_backward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* layers,
                                 const TransformerLayerParams* grads, TransformerStack* s, float* dres);
 
-// nn.Linear on N rows: y (N, n_out) = x (N, n_in) @ W^T + b, W (n_out, n_in), b NULL for none; beta 1 adds
-// to what y holds. The backward accumulates dW += dy^T x and db += column sums of dy (each skipped when NULL)
-// and writes dx = dy W (beta 1: dx +=; dx NULL: skipped).
-void tf_linear_forward(Backend* be, float* y, const float* x, const float* W, const float* b, int N, int n_in,
-                       int n_out, float beta);
-void tf_linear_backward(Backend* be, float* dx, float* dW, float* db, const float* dy, const float* x,
-                        const float* W, int N, int n_in, int n_out, float beta);
 
 // One layer: out (N, D) from inp (N, D) (out != inp); a must have its buffers (probs (B, H, T, T)).
 void transformer_layer_forward(Backend* be, const TransformerConfig* c, const TransformerLayerParams* p,

@@ -248,7 +248,7 @@ static void clip_embed(ViT* v, ViTActs* a) {
     Backend* be = v->be;
     const int B = a->B, Np = n_patches(&v->cfg), T = v->n_tokens, D = v->cfg.dim;
     const int W = v->cfg.channels * v->cfg.patch_size * v->cfg.patch_size;
-    tf_linear_forward(be, a->emb, a->patches, v->p.patch_w, NULL, B * Np, W, D, 0.0f);   // (B * Np, D)
+    dense_forward(be, a->emb, a->patches, v->p.patch_w, NULL, B * Np, W, D, 0.0f);   // (B * Np, D)
     for (int b = 0; b < B; b++) {
         float* row = a->x0 + (size_t)b * T * D;
         be->k.copy(be, row, v->p.class_emb, (size_t)D);
@@ -281,7 +281,7 @@ void vit_forward(ViT* v, ViTActs* a, const float* pixels) {
     be->k.patchify(be, a->patches, pixels, B, c->channels, c->image_size, c->patch_size);   // (B, Np, W)
     float* x = transformer_stack_input(&a->stack);                                         // (B, T, D)
     if (c->kind == VIT_SIGLIP) {
-        tf_linear_forward(be, x, a->patches, v->p.patch_w, v->p.patch_b, B * Np, W, D, 0.0f);
+        dense_forward(be, x, a->patches, v->p.patch_w, v->p.patch_b, B * Np, W, D, 0.0f);
         be->k.bias_add(be, x, v->p.pos, B, T * D);
     } else {
         clip_embed(v, a);
@@ -363,7 +363,7 @@ void vit_backward(ViT* v, ViTActs* a, const float* dout, float* dpixels) {
     } else if (v->g.pos) {
         be->k.bias_backward(be, v->g.pos, a->dres, B, T * D);
     }
-    tf_linear_backward(be, dpixels ? a->dpatches : NULL, v->g.patch_w, v->g.patch_b, demb, a->patches, v->p.patch_w,
+    dense_backward(be, dpixels ? a->dpatches : NULL, v->g.patch_w, v->g.patch_b, demb, a->patches, v->p.patch_w,
                        B * Np, W, D, 0.0f);
     if (dpixels) unpatchify(c, dpixels, a->dpatches, B);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/dense.h"
 #include "trainer/rng.h"
 
 static int dilation_of(const WaveNetConfig* c, int l) { return 1 << (l % c->dilation_cycle); }
@@ -203,12 +204,7 @@ void wavenet_acts_free(const WaveNet* w, WaveNetActs* a) {
 }
 
 // ---------------------------------------------------------------------------------------------- forward
-// out (N, Cout) (=, or += when accumulate) = inp (N, Cin) W^T + b, W (Cout, Cin): a 1x1 conv / Linear.
-static void linear(Backend* be, float* out, const float* inp, const float* W, const float* b, int N, int Cin,
-                   int Cout, int accumulate) {
-    be->k.gemm(be, 0, 1, N, Cout, Cin, 1.0f, inp, Cin, W, Cin, accumulate ? 1.0f : 0.0f, out, Cout);
-    be->k.bias_add(be, out, b, N, Cout);
-}
+// 1x1 convolutions and the output layer are dense layers (trainer/dense.h); beta 1 accumulates.
 
 // Layer l: gated activation of the causal dilated conv of h[l]; skip += ...; h[l+1] = h[l] + res (not last).
 static void layer_forward(WaveNet* w, WaveNetActs* a, int l) {
@@ -219,15 +215,15 @@ static void layer_forward(WaveNet* w, WaveNetActs* a, int l) {
     size_t n = (size_t)BT * R;
     be->k.im2col1d(be, a->cols, a->h[l], a->B, a->T, R, a->T, WAVENET_KERNEL, 1, d, d);  // (BT, 2R)
     // a = cols Wd[:R]^T + bd[:R]; b = cols Wd[R:]^T + bd[R:]   (Wd (2R, R*2) rows of R*2)
-    linear(be, a->za, a->cols, P->dil_w, P->dil_b, BT, 2 * R, R, 0);
-    linear(be, a->zb, a->cols, P->dil_w + (size_t)R * 2 * R, P->dil_b + R, BT, 2 * R, R, 0);
+    dense_forward(be, a->za, a->cols, P->dil_w, P->dil_b, BT, 2 * R, R, 0.0f);
+    dense_forward(be, a->zb, a->cols, P->dil_w + (size_t)R * 2 * R, P->dil_b + R, BT, 2 * R, R, 0.0f);
     be->k.tanh_forward(be, a->ta[l], a->za, n);
     be->k.sigmoid_forward(be, a->sb[l], a->zb, n);
     be->k.mul(be, a->g[l], a->ta[l], a->sb[l], n);                                         // (BT, R)
-    linear(be, a->skip, a->g[l], P->skip_w, P->skip_b, BT, R, c->skip, l > 0);            // (BT, S)
+    dense_forward(be, a->skip, a->g[l], P->skip_w, P->skip_b, BT, R, c->skip, l > 0 ? 1.0f : 0.0f);            // (BT, S)
     if (l + 1 < c->n_layers) {
         be->k.copy(be, a->h[l + 1], a->h[l], n);
-        linear(be, a->h[l + 1], a->g[l], P->res_w, P->res_b, BT, R, R, 1);                // (BT, R)
+        dense_forward(be, a->h[l + 1], a->g[l], P->res_w, P->res_b, BT, R, R, 1.0f);                // (BT, R)
     }
 }
 
@@ -236,25 +232,14 @@ void wavenet_forward(WaveNet* w, WaveNetActs* a, const float* input) {
     const WaveNetConfig* c = &w->cfg;
     int BT = a->B * a->T;
     if (a->with_backward) be->k.copy(be, a->input, input, (size_t)BT * c->in_channels);
-    linear(be, a->h[0], input, w->p.in_w, w->p.in_b, BT, c->in_channels, c->residual, 0);   // (BT, R)
+    dense_forward(be, a->h[0], input, w->p.in_w, w->p.in_b, BT, c->in_channels, c->residual, 0.0f);   // (BT, R)
     for (int l = 0; l < c->n_layers; l++) layer_forward(w, a, l);
     be->k.relu_forward(be, a->relu, a->skip, (size_t)BT * c->skip);
-    linear(be, a->y, a->relu, w->p.out_w, w->p.out_b, BT, c->skip, c->out_dim, 0);         // (BT, D)
+    dense_forward(be, a->y, a->relu, w->p.out_w, w->p.out_b, BT, c->skip, c->out_dim, 0.0f);         // (BT, D)
     be->k.avgpool1d_forward(be, a->out, a->y, a->B, a->T, c->out_dim, c->patch);          // (B, n_out, D)
 }
 
 // ---------------------------------------------------------------------------------------------- backward
-// For out = inp W^T + b: dW += dout^T inp, db += sum dout (skipped when dW is NULL: frozen);
-// dinp = dout W, or += when accumulate (dinp NULL: not needed).
-static void linear_backward(Backend* be, float* dinp, float* dW, float* db, const float* dout, const float* inp,
-                            const float* W, int N, int Cin, int Cout, int accumulate) {
-    if (dW) {
-        be->k.gemm(be, 1, 0, Cout, Cin, N, 1.0f, dout, Cout, inp, Cin, 1.0f, dW, Cin);
-        be->k.bias_backward(be, db, dout, N, Cout);
-    }
-    if (dinp) be->k.gemm(be, 0, 0, N, Cin, Cout, 1.0f, dout, Cout, W, Cin, accumulate ? 1.0f : 0.0f, dinp, Cin);
-}
-
 // a->dh holds dL/dh[l+1] (zero for the last layer) on entry and dL/dh[l] on exit; a->dskip is dL/dskip.
 static void layer_backward(WaveNet* w, WaveNetActs* a, int l) {
     Backend* be = w->be;
@@ -263,9 +248,9 @@ static void layer_backward(WaveNet* w, WaveNetActs* a, int l) {
     const WaveNetLayer* G = &w->g.layers[l];
     int R = c->residual, BT = a->B * a->T, d = dilation_of(c, l);
     size_t n = (size_t)BT * R;
-    linear_backward(be, a->dg, G->skip_w, G->skip_b, a->dskip, a->g[l], P->skip_w, BT, R, c->skip, 0);
+    dense_backward(be, a->dg, G->skip_w, G->skip_b, a->dskip, a->g[l], P->skip_w, BT, R, c->skip, 0.0f);
     if (l + 1 < c->n_layers)
-        linear_backward(be, a->dg, G->res_w, G->res_b, a->dh, a->g[l], P->res_w, BT, R, R, 1);
+        dense_backward(be, a->dg, G->res_w, G->res_b, a->dh, a->g[l], P->res_w, BT, R, R, 1.0f);
     // g = ta * sb: dza = dg sb (1 - ta^2), dzb = dg ta sb (1 - sb)
     be->k.mul(be, a->dtmp, a->dg, a->sb[l], n);
     be->k.tanh_backward(be, a->dza, a->dtmp, a->ta[l], n);
@@ -274,8 +259,8 @@ static void layer_backward(WaveNet* w, WaveNetActs* a, int l) {
     be->k.im2col1d(be, a->cols, a->h[l], a->B, a->T, R, a->T, WAVENET_KERNEL, 1, d, d);  // recomputed (BT, 2R)
     float* gw_b = G->dil_w ? G->dil_w + (size_t)R * 2 * R : NULL;
     float* gb_b = G->dil_b ? G->dil_b + R : NULL;
-    linear_backward(be, a->dcols, G->dil_w, G->dil_b, a->dza, a->cols, P->dil_w, BT, 2 * R, R, 0);
-    linear_backward(be, a->dcols, gw_b, gb_b, a->dzb, a->cols, P->dil_w + (size_t)R * 2 * R, BT, 2 * R, R, 1);
+    dense_backward(be, a->dcols, G->dil_w, G->dil_b, a->dza, a->cols, P->dil_w, BT, 2 * R, R, 0.0f);
+    dense_backward(be, a->dcols, gw_b, gb_b, a->dzb, a->cols, P->dil_w + (size_t)R * 2 * R, BT, 2 * R, R, 1.0f);
     // dh[l] = dh[l+1] (identity path of the residual) + the scatter of dcols
     be->k.col2im1d(be, a->dh, a->dcols, a->B, a->T, R, a->T, WAVENET_KERNEL, 1, d, d);
 }
@@ -288,9 +273,9 @@ void wavenet_backward(WaveNet* w, WaveNetActs* a, const float* dout, float* dinp
     int BT = a->B * a->T;
     be->k.zero(be, a->dy, (size_t)BT * c->out_dim);
     be->k.avgpool1d_backward(be, a->dy, dout, a->B, a->T, c->out_dim, c->patch);         // (BT, D)
-    linear_backward(be, a->drelu, w->g.out_w, w->g.out_b, a->dy, a->relu, w->p.out_w, BT, c->skip, c->out_dim, 0);
+    dense_backward(be, a->drelu, w->g.out_w, w->g.out_b, a->dy, a->relu, w->p.out_w, BT, c->skip, c->out_dim, 0.0f);
     be->k.relu_backward(be, a->dskip, a->drelu, a->relu, (size_t)BT * c->skip);          // (BT, S)
     be->k.zero(be, a->dh, (size_t)BT * c->residual);
     for (int l = c->n_layers - 1; l >= 0; l--) layer_backward(w, a, l);
-    linear_backward(be, dinput, w->g.in_w, w->g.in_b, a->dh, a->input, w->p.in_w, BT, c->in_channels, c->residual, 0);
+    dense_backward(be, dinput, w->g.in_w, w->g.in_b, a->dh, a->input, w->p.in_w, BT, c->in_channels, c->residual, 0.0f);
 }

@@ -266,10 +266,10 @@ static void embed_forward(Whisper* w, WhisperActs* a, const float* mel) {
     Backend* be = w->be;
     const int B = a->B, Tin = a->n_frames, T = a->n_out, D = w->cfg.dim, M = w->cfg.n_mels;
     be->k.im2col1d(be, a->cols1, mel, B, Tin, M, Tin, CONV_K, 1, 1, 1);                 // (B, Tin, M * 3)
-    tf_linear_forward(be, a->h1, a->cols1, w->p.conv1_w, w->p.conv1_b, B * Tin, M * CONV_K, D, 0.0f);
+    dense_forward(be, a->h1, a->cols1, w->p.conv1_w, w->p.conv1_b, B * Tin, M * CONV_K, D, 0.0f);
     be->k.gelu_forward(be, a->g1, a->h1, (size_t)B * Tin * D, GELU_ERF);
     be->k.im2col1d(be, a->cols2, a->g1, B, Tin, D, T, CONV_K, 2, 1, 1);                  // (B, T, D * 3)
-    tf_linear_forward(be, a->h2, a->cols2, w->p.conv2_w, w->p.conv2_b, B * T, D * CONV_K, D, 0.0f);
+    dense_forward(be, a->h2, a->cols2, w->p.conv2_w, w->p.conv2_b, B * T, D * CONV_K, D, 0.0f);
     float* x = transformer_stack_input(&a->stack);
     be->k.gelu_forward(be, x, a->h2, (size_t)B * T * D, GELU_ERF);
     be->k.bias_add(be, x, w->p.pos, B, T * D);
@@ -297,12 +297,12 @@ static void embed_backward(Whisper* w, WhisperActs* a, float* dmel) {
     const int B = a->B, Tin = a->n_frames, T = a->n_out, D = w->cfg.dim, M = w->cfg.n_mels;
     const size_t BTD = (size_t)B * T * D, BTinD = (size_t)B * Tin * D;
     be->k.gelu_backward(be, a->dh2, a->dres, a->h2, BTD, GELU_ERF);
-    tf_linear_backward(be, a->dcols2, w->g.conv2_w, w->g.conv2_b, a->dh2, a->cols2, w->p.conv2_w, B * T, D * CONV_K,
+    dense_backward(be, a->dcols2, w->g.conv2_w, w->g.conv2_b, a->dh2, a->cols2, w->p.conv2_w, B * T, D * CONV_K,
                        D, 0.0f);
     be->k.zero(be, a->dg1, BTinD);
     be->k.col2im1d(be, a->dg1, a->dcols2, B, Tin, D, T, CONV_K, 2, 1, 1);
     be->k.gelu_backward(be, a->dh1, a->dg1, a->h1, BTinD, GELU_ERF);
-    tf_linear_backward(be, dmel ? a->dcols1 : NULL, w->g.conv1_w, w->g.conv1_b, a->dh1, a->cols1, w->p.conv1_w,
+    dense_backward(be, dmel ? a->dcols1 : NULL, w->g.conv1_w, w->g.conv1_b, a->dh1, a->cols1, w->p.conv1_w,
                        B * Tin, M * CONV_K, D, 0.0f);
     if (!dmel) return;
     be->k.zero(be, dmel, (size_t)B * Tin * M);
