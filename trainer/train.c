@@ -438,8 +438,10 @@ static void report_step(TrainRun* r, float loss, double norm, float lr, double s
     double tps = (double)r->world * t->grad_accum * t->micro_batch * t->ctx_len / step_s;  // the whole job's
     if (r->metrics)
         fprintf(r->metrics,
-            "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%" PRIu64 ",\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
-            r->st.step, loss, lr, norm, r->st.tokens_seen, tps, r->st.elapsed_s);
+            "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%" PRIu64 ",\"tokens_per_s\":%.1f,"
+            "\"elapsed_s\":%.3f,\"params_total\":%zu,\"params_trained\":%zu,\"world\":%d,\"device\":\"cpu\"}\n",
+            r->st.step, loss, lr, norm, r->st.tokens_seen, tps, r->st.elapsed_s, modrwkv_count(r->mm, 0),
+            modrwkv_count(r->mm, 1), r->world);
     if (r->metrics) fflush(r->metrics);
     char eta[32];
     format_eta(eta, sizeof eta, (t->max_steps - r->st.step) * step_s);
