@@ -61,20 +61,34 @@ static int is_shard_dir(const char* path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && stat(m, &st) == 0;
 }
 
+// The shard loader options of the training data (this rank's slice, shuffled, long samples cut at ctx_len).
+static ShardLoaderOptions train_loader_options(const TrainRun* r) {
+    ShardLoaderOptions o;
+    shard_loader_options_default(&o);
+    o.dir = r->cfg->data.train;
+    o.seed = r->cfg->train.seed;
+    o.dp_rank = r->rank;
+    o.dp_size = r->world;
+    o.batch_size = r->cfg->train.micro_batch;
+    o.ctx_len = r->cfg->train.ctx_len;
+    o.truncate = 1;
+    return o;
+}
+
+// The same options turned to the validation data: unshuffled, and every rank evaluates the same batches
+// (identical results on every rank).
+static void to_validation(ShardLoaderOptions* o, const DataConfig* d) {
+    o->dir = d->val;
+    o->shuffle_buffer = 0;
+    o->dp_rank = 0;
+    o->dp_size = 1;
+}
+
 // Text batches from shard datasets: shuffled, packed training rows; unshuffled validation rows.
 static int open_shards(TrainRun* r, Error* e) {
     const DataConfig* d = &r->cfg->data;
-    const TrainConfig* t = &r->cfg->train;
-    ShardLoaderOptions o;
-    shard_loader_options_default(&o);
-    o.dir = d->train;
-    o.seed = t->seed;
-    o.dp_rank = r->rank;
-    o.dp_size = r->world;
-    o.batch_size = t->micro_batch;
-    o.ctx_len = t->ctx_len;
+    ShardLoaderOptions o = train_loader_options(r);
     o.pack = 1;
-    o.truncate = 1;
     r->loader = shard_loader_text_adapter(&o, e);
     if (!r->loader) return -1;
     printf("data: shards %s\n", d->train);
@@ -82,10 +96,7 @@ static int open_shards(TrainRun* r, Error* e) {
         if (d->val_fraction > 0) printf("data: no data.val given for shard data: validation is off\n");
         return 0;
     }
-    o.dir = d->val;
-    o.shuffle_buffer = 0;
-    o.dp_rank = 0;  // every rank evaluates the same batches (identical results on every rank)
-    o.dp_size = 1;
+    to_validation(&o, d);
     r->eval_loader = shard_loader_text_adapter(&o, e);
     return r->eval_loader ? 0 : -1;
 }
@@ -98,28 +109,16 @@ static int config_has_media(const ModelConfig* mc) {
 // preprocessed to the vision encoder's size; the rows are re-laid out by modrwkv_assemble.
 static int open_media_shards(TrainRun* r, Error* e) {
     const DataConfig* d = &r->cfg->data;
-    const TrainConfig* t = &r->cfg->train;
     if (!is_shard_dir(d->train))
         return errorf(e, "%s: a model with encoders trains on a shard dataset (a directory with manifest.json): "
                          "convert the data with `modrwkv data convert`", d->train);
-    ShardLoaderOptions o;
-    shard_loader_options_default(&o);
-    o.dir = d->train;
-    o.seed = t->seed;
-    o.dp_rank = r->rank;
-    o.dp_size = r->world;
-    o.batch_size = t->micro_batch;
-    o.ctx_len = t->ctx_len;
-    o.truncate = 1;
+    ShardLoaderOptions o = train_loader_options(r);
     o.image_size = strcmp(r->cfg->model.vision.kind, "none") != 0 ? r->cfg->model.vision.image_size : 0;
     r->media_loader = shard_loader_open(&o, e);
     if (!r->media_loader) return -1;
     printf("data: %s\n", shard_loader_describe(r->media_loader));
     if (!d->val[0]) return 0;
-    o.dir = d->val;
-    o.shuffle_buffer = 0;
-    o.dp_rank = 0;
-    o.dp_size = 1;
+    to_validation(&o, d);
     r->media_eval = shard_loader_open(&o, e);
     return r->media_eval ? 0 : -1;
 }
