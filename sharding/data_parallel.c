@@ -218,12 +218,13 @@ double dp_grad_norm(DataParallel* dp, const float* grads) {
     if (!dp->zero) {  // every rank holds all averaged gradients: tensor by tensor, no communication
         for (int i = 0; i < dp->n_tensors; i++) {
             const DPTensor* t = &dp->tensors[i];
-            if (t->trained && t->numel) ss += be->k.sum_squares(be, grads + t->offset, t->numel);
+            if (t->trained && !t->norm_skip && t->numel) ss += be->k.sum_squares(be, grads + t->offset, t->numel);
         }
         return sqrt(ss);
     }
     for (int s = 0; s < dp->n_segments; s++)
-        ss += be->k.sum_squares(be, grads + dp->segments[s].offset, dp->segments[s].n);
+        if (!dp->tensors[dp->segments[s].tensor].norm_skip)
+            ss += be->k.sum_squares(be, grads + dp->segments[s].offset, dp->segments[s].n);
     return sqrt(comm_all_reduce_double(dp->comm, ss, COMM_SUM));
 }
 

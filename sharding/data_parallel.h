@@ -45,6 +45,8 @@ typedef struct DPTensor {
     int trained;         // 0: frozen or unused: never reduced, never updated, no moments
     float lr_scale;      // learning-rate multiplier of the tensor's group (RWKV-7: 2 for att.w0, else 1)
     int weight_decay;    // 1: decoupled weight decay applies (RWKV-7: 2-D *.weight)
+    int norm_skip;       // 1: left out of dp_grad_norm (a tensor replicated over the tensor-parallel ranks is
+                         // counted by tp rank 0 only; the caller sums the squared norms over the tp group)
 } DPTensor;
 
 typedef struct DPConfig {

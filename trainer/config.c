@@ -166,8 +166,9 @@ static const KeySpec KEYS[] = {
     {"train.trainable", KT_STRING, FIELD(train.trainable), "", 0, 0, 0, NULL,
      "\"\" = the stage's default; else comma list of backbone,adapter,projector,vision,audio,ts"},
 
-    {"parallel.tp", KT_INT, FIELD(parallel.tp), "1", 1, 1, 0, NULL,
-     "tensor-parallel ranks per replica (only 1 so far)"},
+    {"parallel.tp", KT_INT, FIELD(parallel.tp), "1", 1, 1 << 10, 0, NULL,
+     "tensor-parallel ranks per replica (contiguous ranks: keep them inside a node); must divide the heads, "
+     "dim_ffn and the vocabulary"},
     {"parallel.dp", KT_INT, FIELD(parallel.dp), "0", 0, 1 << 20, 0, NULL,
      "data-parallel replicas; 0 = all ranks of the job (mpirun -np N)"},
     {"parallel.zero", KT_INT, FIELD(parallel.zero), "0", 0, 1, 0, NULL,

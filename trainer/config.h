@@ -103,7 +103,7 @@ typedef struct TrainConfig {
 } TrainConfig;
 
 typedef struct ParallelConfig {
-    int tp;                 // 1: tensor-parallel ranks per model replica (only 1 is implemented yet)
+    int tp;                 // tensor-parallel ranks per model replica (1: none)
     int dp;                 // 0: data-parallel replicas = ranks / tp
     int zero;               // 0: gradient all-reduce; 1: ZeRO-1 (sharded AdamW state)
     int timeout_s;          // 300: a collective waiting longer aborts the job naming the missing rank

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sharding/tensor_parallel.h"
 #include "trainer/adapter.h"
 #include "trainer/checkpoint.h"
 #include "trainer/modrwkv_branch.h"
@@ -51,6 +52,8 @@ static void append_table(ModRWKV* m, const ParamTable* t, const char* prefix, in
         d->lr_scale = s->lr_scale;
         d->weight_decay = s->weight_decay;
         d->unused = s->unused;
+        d->tp_dim = s->tp_dim;
+        d->tp_partial = s->tp_partial;
         m->module_of = xrealloc(m->module_of, (size_t)m->table.cap);
         m->module_of[m->table.n - 1] = (uint8_t)group;
     }
@@ -127,6 +130,20 @@ ModRWKV* modrwkv_create(RWKV7* lm, const ModelConfig* mc, uint64_t seed, Error* 
 fail:
     modrwkv_free(m);
     return NULL;
+}
+
+ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Error* e) {
+    if (full->adapter) {
+        errorf(e, "model.adapter with parallel.tp > 1 is not supported yet: train adapters data-parallel (parallel.tp: 1)");
+        return NULL;
+    }
+    RWKV7* lm = rwkv7_create_tp(&full->lm->cfg, full->be, tp, e);
+    if (!lm) return NULL;
+    lm->has_block0_vres = full->lm->has_block0_vres;
+    ModRWKV* m = modrwkv_create(lm, mc, 0, e);
+    if (!m) return NULL;
+    tp_slice_table(&m->table, m->params, &full->table, full->params, comm_rank(tp), comm_size(tp));
+    return m;
 }
 
 void modrwkv_free(ModRWKV* m) {

@@ -35,6 +35,7 @@ enum {  // trainable groups (bit flags)
 
 typedef struct Branch Branch;      // one modality: encoder -> projector (modrwkv.c)
 typedef struct Adapter Adapter;
+typedef struct Comm Comm;          // sharding/comm.h
 
 typedef struct ModRWKV {
     Backend* be;
@@ -60,6 +61,11 @@ int modrwkv_default_trainable(const ModelConfig* mc, int stage);
 // file), the adapter from mc->adapter. Returns NULL with e filled.
 ModRWKV* modrwkv_create(RWKV7* lm, const ModelConfig* mc, uint64_t seed, Error* e);
 void modrwkv_free(ModRWKV* m);
+// Tensor parallelism: a model holding this rank's slice of full's backbone (rwkv7_create_tp over the group tp)
+// with the same encoders and projectors (replicated on every tp rank), every value copied from full
+// (sharding/tensor_parallel.h); full is left as it is. An adapter with tp > 1 is not supported (error).
+// Returns NULL with e filled.
+ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Error* e);
 // Loads a model file: a native checkpoint rebuilds the stored configuration's modules (encoders,
 // projectors, adapter) with their weights; an official .pth gives a text-only model. *tokenizer receives
 // the stored tokenizer spec (malloc'ed) or NULL.

@@ -37,6 +37,7 @@ TensorSpec* param_table_add(ParamTable* t, int ndim, const int64_t* shape, const
     s->offset = t->n_params;
     t->n_params += s->numel;
     s->layer = -1;
+    s->tp_dim = -1;
     s->lr_scale = 1.0f;
     s->weight_decay = big >= 2 && strstr(s->name, ".weight") != NULL;
     return s;

@@ -31,6 +31,12 @@ typedef struct TensorSpec {
     int weight_decay;           // 1: the "decay" group (tensors with >= 2 dims of size > 1 named *.weight)
     float lr_scale;             // learning-rate multiplier (RWKV-7: 2 for att.w0), 1 by default
     int unused;                 // 1: never receives gradients (RWKV-7 block-0 att.v0/v1/v2)
+    // Tensor parallelism (sharding/tensor_parallel.h): tp_dim >= 0 means this table holds the tp_rank-th of
+    // tp_size equal slices of dimension tp_dim of the full tensor (shape[tp_dim] = full / tp_size); -1 means
+    // the tensor is replicated on every tp rank. tp_partial (replicated tensors only): each tp rank's
+    // gradient is a partial sum that must be summed over the tp group before the update.
+    int tp_dim;
+    int tp_partial;
 } TensorSpec;
 
 typedef struct ParamTable {

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sharding/comm.h"
+#include "sharding/vocab_parallel.h"
 #include "trainer/adapter.h"
 #include "trainer/dense.h"
 
@@ -51,7 +53,8 @@ typedef struct TableBuilder {
     int cap;
 } TableBuilder;
 
-static void add_tensor(TableBuilder* tb, int layer, const char* suffix, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+static TensorSpec* add_tensor(TableBuilder* tb, int layer, const char* suffix, int ndim, int64_t d0, int64_t d1,
+                              int64_t d2) {
     RWKV7* m = tb->m;
     if (m->n_tensors == tb->cap) {
         tb->cap = tb->cap ? 2 * tb->cap : 64;
@@ -75,13 +78,21 @@ static void add_tensor(TableBuilder* tb, int layer, const char* suffix, int ndim
     s->weight_decay = squeezed >= 2 && strstr(s->name, ".weight") != NULL;
     s->lr_scale = strcmp(suffix, "att.w0") == 0 ? 2.0f : 1.0f;
     s->unused = layer == 0 && (!strcmp(suffix, "att.v0") || !strcmp(suffix, "att.v1") || !strcmp(suffix, "att.v2"));
+    s->tp_dim = -1;
+    return s;
 }
 
+// Tensor-parallel roles (params.h): a slice along dimension dim, or a replicated tensor with partial gradients.
+static void split(const RWKV7* m, TensorSpec* s, int dim) { s->tp_dim = m->tp_size > 1 ? dim : -1; }
+static void partial(const RWKV7* m, TensorSpec* s) { s->tp_partial = m->tp_size > 1; }
+
+// Shapes are this rank's (the whole model when tp_size is 1): Ca TimeMix channels (Ha heads), Fl ChannelMix
+// units, Vl vocabulary rows.
 static void build_table(RWKV7* m) {
     const RWKV7Config* c = &m->cfg;
-    int64_t C = c->n_embd, V = c->vocab_size, F = c->dim_ffn, H = c->n_embd / c->head_size, N = c->head_size;
+    int64_t C = c->n_embd, N = c->head_size, Ca = m->c_att, Ha = m->n_head_local, Fl = m->f_local, Vl = m->v_local;
     TableBuilder tb = {m, 0};
-    add_tensor(&tb, -1, "emb.weight", 2, V, C, 0);
+    split(m, add_tensor(&tb, -1, "emb.weight", 2, Vl, C, 0), 0);
     for (int l = 0; l < c->n_layer; l++) {
         // RWKV-LM's module order (Block.__init__: ln1, ln2, then ln0 in block 0), which torch.save keeps
         add_tensor(&tb, l, "ln1.weight", 1, C, 0, 0);
@@ -93,34 +104,31 @@ static void build_table(RWKV7* m) {
             add_tensor(&tb, 0, "ln0.bias", 1, C, 0, 0);
         }
         const char* mix[6] = {"att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a", "att.x_g"};
-        for (int i = 0; i < 6; i++) add_tensor(&tb, l, mix[i], 3, 1, 1, C);
-        add_tensor(&tb, l, "att.w0", 3, 1, 1, C);
-        add_tensor(&tb, l, "att.w1", 2, C, c->d_decay, 0);
-        add_tensor(&tb, l, "att.w2", 2, c->d_decay, C, 0);
-        add_tensor(&tb, l, "att.a0", 3, 1, 1, C);
-        add_tensor(&tb, l, "att.a1", 2, C, c->d_a, 0);
-        add_tensor(&tb, l, "att.a2", 2, c->d_a, C, 0);
-        add_tensor(&tb, l, "att.v0", 3, 1, 1, C);
-        add_tensor(&tb, l, "att.v1", 2, C, c->d_value, 0);
-        add_tensor(&tb, l, "att.v2", 2, c->d_value, C, 0);
-        add_tensor(&tb, l, "att.g1", 2, C, c->d_gate, 0);
-        add_tensor(&tb, l, "att.g2", 2, c->d_gate, C, 0);
-        add_tensor(&tb, l, "att.k_k", 3, 1, 1, C);
-        add_tensor(&tb, l, "att.k_a", 3, 1, 1, C);
-        add_tensor(&tb, l, "att.r_k", 2, H, N, 0);
-        add_tensor(&tb, l, "att.receptance.weight", 2, C, C, 0);
-        add_tensor(&tb, l, "att.key.weight", 2, C, C, 0);
-        add_tensor(&tb, l, "att.value.weight", 2, C, C, 0);
-        add_tensor(&tb, l, "att.output.weight", 2, C, C, 0);
-        add_tensor(&tb, l, "att.ln_x.weight", 1, C, 0, 0);
-        add_tensor(&tb, l, "att.ln_x.bias", 1, C, 0, 0);
-        add_tensor(&tb, l, "ffn.x_k", 3, 1, 1, C);
-        add_tensor(&tb, l, "ffn.key.weight", 2, F, C, 0);
-        add_tensor(&tb, l, "ffn.value.weight", 2, C, F, 0);
+        for (int i = 0; i < 6; i++) partial(m, add_tensor(&tb, l, mix[i], 3, 1, 1, C));
+        const char* lora[4][3] = {{"att.w0", "att.w1", "att.w2"}, {"att.a0", "att.a1", "att.a2"},
+                                  {"att.v0", "att.v1", "att.v2"}, {NULL, "att.g1", "att.g2"}};
+        int64_t rank[4] = {c->d_decay, c->d_a, c->d_value, c->d_gate};
+        for (int i = 0; i < 4; i++) {  // bias (1, 1, Ca), first matrix (C, D) replicated, second (D, Ca)
+            if (lora[i][0]) split(m, add_tensor(&tb, l, lora[i][0], 3, 1, 1, Ca), 2);
+            partial(m, add_tensor(&tb, l, lora[i][1], 2, C, rank[i], 0));
+            split(m, add_tensor(&tb, l, lora[i][2], 2, rank[i], Ca, 0), 1);
+        }
+        split(m, add_tensor(&tb, l, "att.k_k", 3, 1, 1, Ca), 2);
+        split(m, add_tensor(&tb, l, "att.k_a", 3, 1, 1, Ca), 2);
+        split(m, add_tensor(&tb, l, "att.r_k", 2, Ha, N, 0), 0);
+        split(m, add_tensor(&tb, l, "att.receptance.weight", 2, Ca, C, 0), 0);
+        split(m, add_tensor(&tb, l, "att.key.weight", 2, Ca, C, 0), 0);
+        split(m, add_tensor(&tb, l, "att.value.weight", 2, Ca, C, 0), 0);
+        split(m, add_tensor(&tb, l, "att.output.weight", 2, C, Ca, 0), 1);
+        split(m, add_tensor(&tb, l, "att.ln_x.weight", 1, Ca, 0, 0), 0);
+        split(m, add_tensor(&tb, l, "att.ln_x.bias", 1, Ca, 0, 0), 0);
+        partial(m, add_tensor(&tb, l, "ffn.x_k", 3, 1, 1, C));
+        split(m, add_tensor(&tb, l, "ffn.key.weight", 2, Fl, C, 0), 0);
+        split(m, add_tensor(&tb, l, "ffn.value.weight", 2, C, Fl, 0), 1);
     }
     add_tensor(&tb, -1, "ln_out.weight", 1, C, 0, 0);
     add_tensor(&tb, -1, "ln_out.bias", 1, C, 0, 0);
-    add_tensor(&tb, -1, "head.weight", 2, V, C, 0);
+    split(m, add_tensor(&tb, -1, "head.weight", 2, Vl, C, 0), 0);
 }
 
 const TensorSpec* rwkv7_find_spec(const RWKV7* m, const char* name) {
@@ -199,7 +207,28 @@ void rwkv7_rebase(RWKV7* m, float* base) {
     rwkv7_point(m, &m->params, base);
 }
 
-RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
+RWKV7* rwkv7_create(const RWKV7Config* cfg, Backend* be, Error* e) { return rwkv7_create_tp(cfg, be, NULL, e); }
+
+// The slice sizes of this rank (errors when a sliced dimension does not divide by the group size).
+static int set_tp_layout(RWKV7* m, Comm* tp, Error* e) {
+    const RWKV7Config* c = &m->cfg;
+    int P = tp ? comm_size(tp) : 1, H = c->n_embd / c->head_size;
+    m->tp = P > 1 ? tp : NULL;
+    m->tp_size = P;
+    m->tp_rank = tp ? comm_rank(tp) : 0;
+    if (H % P != 0 || c->dim_ffn % P != 0 || c->vocab_size % P != 0)
+        return errorf(e, "parallel.tp = %d does not divide the model's %d heads, dim_ffn %d and vocabulary %d: choose a "
+                         "tp that divides all three (or set model.vocab_size to a multiple of it)",
+                      P, H, c->dim_ffn, c->vocab_size);
+    m->c_att = c->n_embd / P;
+    m->n_head_local = H / P;
+    m->f_local = c->dim_ffn / P;
+    m->v_local = c->vocab_size / P;
+    m->v_begin = m->tp_rank * m->v_local;
+    return 0;
+}
+
+RWKV7* rwkv7_create_tp(const RWKV7Config* cfg_in, Backend* be, Comm* tp, Error* e) {
     RWKV7Config cfg = *cfg_in;
     rwkv7_default_lora(&cfg);
     if (cfg.n_layer < 1 || cfg.n_embd < 1 || cfg.vocab_size < 1 || cfg.head_size < 1) {
@@ -216,6 +245,10 @@ RWKV7* rwkv7_create(const RWKV7Config* cfg_in, Backend* be, Error* e) {
     m->cfg = cfg;
     m->be = be;
     m->has_block0_vres = 1;
+    if (set_tp_layout(m, tp, e) != 0) {
+        free(m);
+        return NULL;
+    }
     build_table(m);
     m->params_memory = be->alloc(be, m->n_params * sizeof(float));
     m->owns_params = 1;
@@ -249,8 +282,9 @@ static float* take(Arena* a, size_t n) {
 
 static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
     const RWKV7Config* c = &m->cfg;
-    size_t BT = (size_t)A->B * A->T, C = c->n_embd, F = c->dim_ffn, V = c->vocab_size;
-    size_t H = c->n_embd / c->head_size, N = c->head_size;
+    // this rank's sizes: Ca TimeMix channels (Ha heads), F ChannelMix units, V vocabulary rows (all without tp)
+    size_t BT = (size_t)A->B * A->T, C = c->n_embd, Ca = m->c_att, F = m->f_local, V = m->v_local;
+    size_t H = m->n_head_local, N = c->head_size;
     size_t n_chunks = (A->T + WKV7_CHUNK - 1) / WKV7_CHUNK;
     A->x0 = take(ar, BT * C);
     A->ln0_mean = take(ar, BT);
@@ -262,29 +296,29 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
         L->ln1_mean = take(ar, BT);
         L->ln1_rstd = take(ar, BT);
         L->xm = take(ar, 6 * BT * C);
-        L->r = take(ar, BT * C);
-        L->k0 = take(ar, BT * C);
-        L->vp = take(ar, BT * C);
+        L->r = take(ar, BT * Ca);
+        L->k0 = take(ar, BT * Ca);
+        L->vp = take(ar, BT * Ca);
         L->hw = take(ar, BT * c->d_decay);
-        L->dd = take(ar, BT * C);
-        L->wdec = take(ar, BT * C);
+        L->dd = take(ar, BT * Ca);
+        L->wdec = take(ar, BT * Ca);
         L->hv = take(ar, BT * c->d_value);
-        L->gam = take(ar, BT * C);
-        L->v = take(ar, BT * C);
+        L->gam = take(ar, BT * Ca);
+        L->v = take(ar, BT * Ca);
         L->ha = take(ar, BT * c->d_a);
-        L->a = take(ar, BT * C);
+        L->a = take(ar, BT * Ca);
         L->sg = take(ar, BT * c->d_gate);
-        L->g = take(ar, BT * C);
-        L->kk = take(ar, BT * C);
-        L->kmod = take(ar, BT * C);
-        L->wa = take(ar, BT * C);
-        L->wb = take(ar, BT * C);
-        L->y = take(ar, BT * C);
+        L->g = take(ar, BT * Ca);
+        L->kk = take(ar, BT * Ca);
+        L->kmod = take(ar, BT * Ca);
+        L->wa = take(ar, BT * Ca);
+        L->wb = take(ar, BT * Ca);
+        L->y = take(ar, BT * Ca);
         L->ckpt = A->with_backward ? take(ar, A->B * H * n_chunks * N * N) : NULL;
-        L->gn = take(ar, BT * C);
+        L->gn = take(ar, BT * Ca);
         L->gn_mean = take(ar, BT * H);
         L->gn_rstd = take(ar, BT * H);
-        L->z = take(ar, BT * C);
+        L->z = take(ar, BT * Ca);
         L->x_mid = take(ar, BT * C);
         L->ln2 = take(ar, BT * C);
         L->ln2_mean = take(ar, BT);
@@ -299,6 +333,7 @@ static void layout_acts(const RWKV7* m, RWKV7Acts* A, Arena* ar) {
     A->lnf_rstd = take(ar, BT);
     A->logits = take(ar, (size_t)A->logit_rows * V);
     A->losses = take(ar, (size_t)A->logit_rows);
+    A->tp_buf = m->tp_size > 1 ? take(ar, BT * C) : NULL;
     A->adapter_for = m->adapter;
     A->adapter_mem = m->adapter ? take(ar, adapter_mem_floats(m->adapter, (int)BT, A->with_backward)) : NULL;
     if (!A->with_backward) return;
@@ -339,6 +374,8 @@ RWKV7Acts* rwkv7_acts_create_rows(const RWKV7* m, int B, int T, int with_backwar
     A->tokens = xcalloc((size_t)B * T, sizeof(int32_t));
     A->head_rows = xcalloc((size_t)B * T, sizeof(int32_t));
     A->head_targets = xcalloc((size_t)B * T, sizeof(int32_t));
+    A->tp_rows = xcalloc((size_t)B * T, sizeof(int32_t));
+    A->tp_ids = xcalloc((size_t)B * T, sizeof(int32_t));
     A->n_head_rows = -1;
     return A;
 }
@@ -351,6 +388,8 @@ void rwkv7_acts_free(const RWKV7* m, RWKV7Acts* A) {
     free(A->tokens);
     free(A->head_rows);
     free(A->head_targets);
+    free(A->tp_rows);
+    free(A->tp_ids);
     free(A);
 }
 
@@ -363,7 +402,7 @@ RWKV7State* rwkv7_state_create(const RWKV7* m, int B) {
     size_t LBC = (size_t)c->n_layer * B * c->n_embd;
     s->att_x_prev = m->be->alloc(m->be, LBC * sizeof(float));
     s->ffn_x_prev = m->be->alloc(m->be, LBC * sizeof(float));
-    s->att_kv = m->be->alloc(m->be, LBC * c->head_size * sizeof(float));
+    s->att_kv = m->be->alloc(m->be, (size_t)c->n_layer * B * m->c_att * c->head_size * sizeof(float));
     return s;
 }
 
@@ -372,7 +411,7 @@ void rwkv7_state_reset(const RWKV7* m, RWKV7State* s) {
     size_t LBC = (size_t)c->n_layer * s->B * c->n_embd;
     m->be->k.zero(m->be, s->att_x_prev, LBC);
     m->be->k.zero(m->be, s->ffn_x_prev, LBC);
-    m->be->k.zero(m->be, s->att_kv, LBC * c->head_size);
+    m->be->k.zero(m->be, s->att_kv, (size_t)c->n_layer * s->B * m->c_att * c->head_size);
 }
 
 void rwkv7_state_free(const RWKV7* m, RWKV7State* s) {
@@ -418,6 +457,26 @@ static void check_adapter_memory(const RWKV7* m, const RWKV7Acts* A) {
         fatal("internal: activations sized for another adapter: create them after attaching m->adapter");
 }
 
+// ---------------------------------------------------------------------------------------------------- tensor parallel
+// Sums x (n) over the tensor-parallel group (nothing without one).
+static void tp_sum(RWKV7* m, float* x, size_t n) {
+    if (m->tp_size > 1) comm_all_reduce(m->tp, x, n, COMM_SUM);
+}
+
+// out (BT, OC) += inp (BT, IC) W^T for a row-parallel linear (W's input columns are this rank's slice): the
+// partial products of the ranks are summed first. Without tensor parallelism, one GEMM accumulating into out.
+static void row_parallel_forward(RWKV7* m, RWKV7Acts* A, int l, AdapterTarget t, float* out, const float* inp,
+                                 const float* W, int IC, int OC) {
+    if (m->tp_size == 1) {
+        adapted_forward(m, A, l, t, out, inp, W, IC, OC, 1.0f);
+        return;
+    }
+    size_t n = (size_t)A->B * A->T * OC;
+    adapted_forward(m, A, l, t, A->tp_buf, inp, W, IC, OC, 0.0f);
+    tp_sum(m, A->tp_buf, n);
+    m->be->k.axpy(m->be, out, 1.0f, A->tp_buf, n);
+}
+
 // ---------------------------------------------------------------------------------------------------- forward
 
 // Copies row T-1 of each sequence of x (B, T, C) into last (B, C): the carried token-shift state.
@@ -426,50 +485,51 @@ static void keep_last(Backend* be, float* last, const float* x, int B, int T, in
         be->k.copy(be, last + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C);
 }
 
+// C is the residual width; Ca/Ha this rank's TimeMix channels/heads (C/H without tensor parallelism).
 static void time_mix_forward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, float* att_x_prev, float* kv) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     LayerActs* L = &A->layers[l];
     const float *x = A->res[l], *vfirst = A->layers[0].vp;
-    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
-    size_t n = (size_t)BT * C;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, Ca = m->c_att, Ha = m->n_head_local;
+    size_t n = (size_t)BT * C, na = (size_t)BT * Ca;
     be->k.layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS);
     be->k.tokenshift_forward(be, L->xm, L->ln1, att_x_prev, p->x_r, 6, B, T, C);
     const float *xr = L->xm, *xw = L->xm + n, *xk = L->xm + 2 * n, *xv = L->xm + 3 * n, *xa = L->xm + 4 * n,
                 *xg = L->xm + 5 * n;
     if (att_x_prev) keep_last(be, att_x_prev, L->ln1, B, T, C);
-    adapted_forward(m, A, l, ADAPT_ATT_RECEPTANCE, L->r, xr, p->Wr, C, C, 0.0f);
-    adapted_forward(m, A, l, ADAPT_ATT_KEY, L->k0, xk, p->Wk, C, C, 0.0f);
-    adapted_forward(m, A, l, ADAPT_ATT_VALUE, L->vp, xv, p->Wv, C, C, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_RECEPTANCE, L->r, xr, p->Wr, C, Ca, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_KEY, L->k0, xk, p->Wk, C, Ca, 0.0f);
+    adapted_forward(m, A, l, ADAPT_ATT_VALUE, L->vp, xv, p->Wv, C, Ca, 0.0f);
     // decay: w = exp(-e^-0.5 sigmoid(w0 + tanh(xw w1) w2))
     matmul_forward(be, L->hw, xw, p->w1, BT, C, c->d_decay);
     be->k.tanh_forward(be, L->hw, L->hw, (size_t)BT * c->d_decay);
-    matmul_forward(be, L->dd, L->hw, p->w2, BT, c->d_decay, C);
-    be->k.rwkv7_decay_forward(be, L->wdec, L->dd, L->dd, p->w0, BT, C);
+    matmul_forward(be, L->dd, L->hw, p->w2, BT, c->d_decay, Ca);
+    be->k.rwkv7_decay_forward(be, L->wdec, L->dd, L->dd, p->w0, BT, Ca);
     // value residual toward layer 0's v
     if (l == 0) {
-        be->k.copy(be, L->v, L->vp, n);
+        be->k.copy(be, L->v, L->vp, na);
     } else {
         matmul_forward(be, L->hv, xv, p->v1, BT, C, c->d_value);
-        matmul_forward(be, L->gam, L->hv, p->v2, BT, c->d_value, C);
-        be->k.bias_sigmoid_forward(be, L->gam, L->gam, p->v0, BT, C);
-        be->k.rwkv7_vres_forward(be, L->v, L->vp, vfirst, L->gam, n);
+        matmul_forward(be, L->gam, L->hv, p->v2, BT, c->d_value, Ca);
+        be->k.bias_sigmoid_forward(be, L->gam, L->gam, p->v0, BT, Ca);
+        be->k.rwkv7_vres_forward(be, L->v, L->vp, vfirst, L->gam, na);
     }
     // in-context learning rate a and output gate g
     matmul_forward(be, L->ha, xa, p->a1, BT, C, c->d_a);
-    matmul_forward(be, L->a, L->ha, p->a2, BT, c->d_a, C);
-    be->k.bias_sigmoid_forward(be, L->a, L->a, p->a0, BT, C);
+    matmul_forward(be, L->a, L->ha, p->a2, BT, c->d_a, Ca);
+    be->k.bias_sigmoid_forward(be, L->a, L->a, p->a0, BT, Ca);
     matmul_forward(be, L->sg, xg, p->g1, BT, C, c->d_gate);
     be->k.sigmoid_forward(be, L->sg, L->sg, (size_t)BT * c->d_gate);
-    matmul_forward(be, L->g, L->sg, p->g2, BT, c->d_gate, C);
+    matmul_forward(be, L->g, L->sg, p->g2, BT, c->d_gate, Ca);
     // WKV7 on the prepared keys, GroupNorm, bonus and gate
-    be->k.rwkv7_kprep_forward(be, L->kk, L->kmod, L->wa, L->wb, L->k0, L->a, p->k_k, p->k_a, BT, C, N);
-    be->k.wkv7_forward(be, L->y, kv, L->ckpt, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, kv, B, T, H, N);
-    be->k.groupnorm_forward(be, L->gn, L->gn_mean, L->gn_rstd, L->y, p->lnx_w, p->lnx_b, BT, C, H, GN_EPS);
-    be->k.rwkv7_bonus_gate_forward(be, L->z, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, C, N);
+    be->k.rwkv7_kprep_forward(be, L->kk, L->kmod, L->wa, L->wb, L->k0, L->a, p->k_k, p->k_a, BT, Ca, N);
+    be->k.wkv7_forward(be, L->y, kv, L->ckpt, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, kv, B, T, Ha, N);
+    be->k.groupnorm_forward(be, L->gn, L->gn_mean, L->gn_rstd, L->y, p->lnx_w, p->lnx_b, BT, Ca, Ha, GN_EPS);
+    be->k.rwkv7_bonus_gate_forward(be, L->z, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, Ca, N);
     // residual: x_mid = x + z Wo^T
     be->k.copy(be, L->x_mid, x, n);
-    adapted_forward(m, A, l, ADAPT_ATT_OUTPUT, L->x_mid, L->z, p->Wo, C, C, 1.0f);
+    row_parallel_forward(m, A, l, ADAPT_ATT_OUTPUT, L->x_mid, L->z, p->Wo, Ca, C);
 }
 
 static void channel_mix_forward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, float* ffn_x_prev) {
@@ -477,20 +537,40 @@ static void channel_mix_forward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams
     const RWKV7Config* c = &m->cfg;
     LayerActs* L = &A->layers[l];
     float* out = A->res[l + 1];
-    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, F = c->dim_ffn;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, F = m->f_local;
     be->k.layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->x_mid, p->ln2_w, p->ln2_b, BT, C, LN_EPS);
     be->k.tokenshift_forward(be, L->xk, L->ln2, ffn_x_prev, p->ffn_x_k, 1, B, T, C);
     if (ffn_x_prev) keep_last(be, ffn_x_prev, L->ln2, B, T, C);
     adapted_forward(m, A, l, ADAPT_FFN_KEY, L->p, L->xk, p->ffn_key, C, F, 0.0f);
     be->k.relu2_forward(be, L->hr, L->p, (size_t)BT * F);
     be->k.copy(be, out, L->x_mid, (size_t)BT * C);
-    adapted_forward(m, A, l, ADAPT_FFN_VALUE, out, L->hr, p->ffn_value, F, C, 1.0f);
+    row_parallel_forward(m, A, l, ADAPT_FFN_VALUE, out, L->hr, p->ffn_value, F, C);
+}
+
+// Vocabulary-parallel embedding: the rows whose token lies in this rank's slice are looked up (tp_rows /
+// tp_ids keep them for the backward), the others are zero, and the sum over the group completes every row.
+static void embed_vocab_parallel(RWKV7* m, RWKV7Acts* A) {
+    Backend* be = m->be;
+    int BT = A->B * A->T, C = m->cfg.n_embd, n = 0;
+    for (int i = 0; i < BT; i++) {
+        int32_t id = A->tokens[i] - m->v_begin;
+        if (id >= 0 && id < m->v_local) {
+            A->tp_rows[n] = i;
+            A->tp_ids[n++] = id;
+        }
+    }
+    A->n_tp_rows = n;
+    be->k.embedding_forward(be, A->tp_buf, A->tp_ids, m->params.emb, n, C);       // (n, C)
+    be->k.zero(be, A->x0, (size_t)BT * C);
+    be->k.embedding_backward(be, A->x0, A->tp_buf, A->tp_rows, n, C, BT);          // scattered into their rows
+    tp_sum(m, A->x0, (size_t)BT * C);
 }
 
 void rwkv7_embed(RWKV7* m, RWKV7Acts* A, const int32_t* tokens) {
     int BT = A->B * A->T;
     memcpy(A->tokens, tokens, (size_t)BT * sizeof(int32_t));
-    m->be->k.embedding_forward(m->be, A->x0, A->tokens, m->params.emb, BT, m->cfg.n_embd);
+    if (m->tp_size > 1) embed_vocab_parallel(m, A);
+    else m->be->k.embedding_forward(m->be, A->x0, A->tokens, m->params.emb, BT, m->cfg.n_embd);
 }
 
 void rwkv7_forward(RWKV7* m, RWKV7Acts* A, const int32_t* tokens, RWKV7State* st) {
@@ -502,14 +582,14 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     const ModelParams* P = &m->params;
-    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, V = m->v_local;
     check_adapter_memory(m, A);
     be->k.layernorm_forward(be, A->res[0], A->ln0_mean, A->ln0_rstd, A->x0, P->ln0_w, P->ln0_b, BT, C, LN_EPS);
     for (int l = 0; l < c->n_layer; l++) {
         size_t bc = (size_t)l * B * C;
         float* att_prev = st ? st->att_x_prev + bc : NULL;
         float* ffn_prev = st ? st->ffn_x_prev + bc : NULL;
-        float* kv = st ? st->att_kv + bc * N : NULL;
+        float* kv = st ? st->att_kv + (size_t)l * B * m->c_att * N : NULL;
         time_mix_forward(m, A, l, &P->blocks[l], att_prev, kv);
         channel_mix_forward(m, A, l, &P->blocks[l], ffn_prev);
     }
@@ -519,10 +599,10 @@ void rwkv7_forward_embedded(RWKV7* m, RWKV7Acts* A, RWKV7State* st) {
         fatal("internal: the head needs %d logit rows, the activations hold %d", A->n_head_rows < 0 ? BT : A->n_head_rows,
               A->logit_rows);
     if (A->n_head_rows < 0) {
-        dense_forward(be, A->logits, A->xf, P->head, NULL, BT, C, c->vocab_size, 0.0f);
+        dense_forward(be, A->logits, A->xf, P->head, NULL, BT, C, V, 0.0f);
     } else if (A->n_head_rows > 0) {  // only the chosen rows: gather them, then the head
         be->k.embedding_forward(be, A->xg, A->head_rows, A->xf, A->n_head_rows, C);
-        dense_forward(be, A->logits, A->xg, P->head, NULL, A->n_head_rows, C, c->vocab_size, 0.0f);
+        dense_forward(be, A->logits, A->xg, P->head, NULL, A->n_head_rows, C, V, 0.0f);
     }
 }
 
@@ -550,7 +630,7 @@ void rwkv7_set_head_rows_list(RWKV7Acts* A, const int32_t* rows, int n) {
 
 float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_scale, int l2wrap, int* n_valid) {
     Backend* be = m->be;
-    int BT = A->B * A->T, V = m->cfg.vocab_size, nv = 0;
+    int BT = A->B * A->T, V = m->v_local, nv = 0;
     if (A->n_head_rows >= 0) {  // logits exist for the chosen rows only, in their order
         BT = A->n_head_rows;
         targets = A->head_targets;
@@ -559,8 +639,11 @@ float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_sca
     if (n_valid) *n_valid = nv;
     float dloss = nv > 0 ? dloss_scale / (float)nv : 0.0f;
     float* dlogits = A->with_backward ? A->logits : NULL;
-    be->k.crossentropy_forward_backward(be, A->losses, dlogits, A->logits, targets, BT, V, dloss,
-                                        l2wrap ? 1e-4f * dloss : 0.0f);
+    float l2 = l2wrap ? 1e-4f * dloss : 0.0f;
+    if (m->tp_size > 1)
+        vocab_parallel_crossentropy(m->tp, A->losses, dlogits, A->logits, targets, BT, V, m->v_begin, dloss, l2);
+    else
+        be->k.crossentropy_forward_backward(be, A->losses, dlogits, A->logits, targets, BT, V, dloss, l2);
     double sum = 0.0;
     for (int i = 0; i < BT; i++) sum += A->losses[i];
     return nv > 0 ? (float)(sum / nv) : 0.0f;
@@ -571,6 +654,8 @@ float rwkv7_loss(RWKV7* m, RWKV7Acts* A, const int32_t* targets, float dloss_sca
 // Token-shift backward with mix gradients dmu[i] (C each, NULL = frozen). tokenshift_backward needs one
 // contiguous (n_mix, C) target: the gradient buffer itself when every mix is trained (the usual case, no
 // extra work), else the discarded acts->dmu_sink, whose trained rows are then added to their tensors.
+// Under tensor parallelism dxm holds this rank's partial sums: so do the mix gradients (tp_partial) and
+// acts->dln, which is summed over the group here (the entry of the parallel region).
 static void tokenshift_backward_frozen(RWKV7* m, RWKV7Acts* A, float* const* dmu, const float* dxm, const float* x,
                                        const float* mu, int n_mix) {
     Backend* be = m->be;
@@ -581,6 +666,7 @@ static void tokenshift_backward_frozen(RWKV7* m, RWKV7Acts* A, float* const* dmu
     be->k.tokenshift_backward(be, A->dln, NULL, target, dxm, x, NULL, mu, n_mix, A->B, A->T, C);
     for (int i = 0; !all && i < n_mix; i++)
         if (dmu[i]) be->k.axpy(be, dmu[i], 1.0f, A->dmu_sink + (size_t)i * C, (size_t)C);
+    tp_sum(m, A->dln, (size_t)A->B * A->T * C);
 }
 
 // ChannelMix backward: dres holds dL/d(block output) on entry and dL/d(x_mid) on exit.
@@ -588,7 +674,7 @@ static void channel_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParam
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     LayerActs* L = &A->layers[l];
-    int BT = A->B * A->T, C = c->n_embd, F = c->dim_ffn;
+    int BT = A->B * A->T, C = c->n_embd, F = m->f_local;
     float* dhr = A->dffn;  // (BT, F)
     adapted_backward(m, A, l, ADAPT_FFN_VALUE, dhr, g->ffn_value, A->dres, L->hr, p->ffn_value, F, C, 0.0f);
     be->k.relu2_backward(be, dhr, dhr, L->p, (size_t)BT * F);
@@ -601,61 +687,63 @@ static void channel_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParam
                              C);
 }
 
-// TimeMix backward: dres holds dL/d(x_mid) on entry and dL/d(block input) on exit.
+// TimeMix backward: dres holds dL/d(x_mid) on entry and dL/d(block input) on exit. The buffers d* are
+// (BT, Ca) here (this rank's channels); dxm is (6, BT, C).
 static void time_mix_backward(RWKV7* m, RWKV7Acts* A, int l, const BlockParams* p, const BlockParams* g) {
     Backend* be = m->be;
     const RWKV7Config* c = &m->cfg;
     LayerActs* L = &A->layers[l];
-    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, H = C / N;
-    size_t n = (size_t)BT * C;
+    int B = A->B, T = A->T, BT = B * T, C = c->n_embd, N = c->head_size, Ca = m->c_att, Ha = m->n_head_local;
+    size_t n = (size_t)BT * C, na = (size_t)BT * Ca;
     float *dz = A->dA, *dgn = A->dB, *dy = A->dC, *dr = A->dD, *dw = A->dE, *dk = A->dF, *dv = A->dG, *dwa = A->dH,
           *dwb = A->dI, *dgate = A->dJ;
     float* dxm = A->dxm;  // (6, BT, C): r, w, k, v, a, g
     // output projection and gate
-    adapted_backward(m, A, l, ADAPT_ATT_OUTPUT, dz, g->Wo, A->dres, L->z, p->Wo, C, C, 0.0f);
-    be->k.mul(be, dgn, dz, L->g, n);
-    be->k.groupnorm_backward(be, dy, g->lnx_w, g->lnx_b, dgn, L->y, p->lnx_w, L->gn_mean, L->gn_rstd, BT, C, H);
+    adapted_backward(m, A, l, ADAPT_ATT_OUTPUT, dz, g->Wo, A->dres, L->z, p->Wo, Ca, C, 0.0f);
+    be->k.mul(be, dgn, dz, L->g, na);
+    be->k.groupnorm_backward(be, dy, g->lnx_w, g->lnx_b, dgn, L->y, p->lnx_w, L->gn_mean, L->gn_rstd, BT, Ca, Ha);
     be->k.wkv7_backward(be, dr, dw, dk, dv, dwa, dwb, NULL, dy, NULL, L->r, L->wdec, L->kmod, L->v, L->wa, L->wb, NULL,
-                        L->ckpt, B, T, H, N);
-    be->k.rwkv7_bonus_gate_backward(be, dgate, dr, dk, dv, g->r_k, dz, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, C, N);
+                        L->ckpt, B, T, Ha, N);
+    be->k.rwkv7_bonus_gate_backward(be, dgate, dr, dk, dv, g->r_k, dz, L->gn, L->r, L->kmod, L->v, p->r_k, L->g, BT, Ca,
+                                    N);
     // gate LoRA: g = sigmoid(xg g1) g2
     float* dsg = A->dlora;
-    matmul_backward(be, dsg, g->g2, dgate, L->sg, p->g2, BT, c->d_gate, C, 0.0f);
+    matmul_backward(be, dsg, g->g2, dgate, L->sg, p->g2, BT, c->d_gate, Ca, 0.0f);
     be->k.sigmoid_backward(be, dsg, dsg, L->sg, (size_t)BT * c->d_gate);
     matmul_backward(be, dxm + 5 * n, g->g1, dsg, L->xm + 5 * n, p->g1, BT, C, c->d_gate, 0.0f);
     // key preparation -> dk0 (into dz, free now) and da (into dgn, free now)
     float *dk0 = dz, *da = dgn;
-    be->k.rwkv7_kprep_backward(be, dk0, da, g->k_k, g->k_a, dk, dwa, dwb, L->k0, L->a, L->kk, p->k_k, p->k_a, BT, C, N);
+    be->k.rwkv7_kprep_backward(be, dk0, da, g->k_k, g->k_a, dk, dwa, dwb, L->k0, L->a, L->kk, p->k_k, p->k_a, BT, Ca, N);
     // a = sigmoid(a0 + xa a1 a2)
-    be->k.bias_sigmoid_backward(be, da, g->a0, da, L->a, BT, C);
+    be->k.bias_sigmoid_backward(be, da, g->a0, da, L->a, BT, Ca);
     float* dha = A->dlora;
-    matmul_backward(be, dha, g->a2, da, L->ha, p->a2, BT, c->d_a, C, 0.0f);
+    matmul_backward(be, dha, g->a2, da, L->ha, p->a2, BT, c->d_a, Ca, 0.0f);
     matmul_backward(be, dxm + 4 * n, g->a1, dha, L->xm + 4 * n, p->a1, BT, C, c->d_a, 0.0f);
     // value: residual mix (layers >= 1) or v_first accumulation (layer 0)
     float* dvp = dy;  // free after the WKV backward
     if (l == 0) {
-        be->k.axpy(be, dv, 1.0f, A->dvfirst, n);
-        be->k.copy(be, dvp, dv, n);
+        be->k.axpy(be, dv, 1.0f, A->dvfirst, na);
+        be->k.copy(be, dvp, dv, na);
     } else {
         float* dgam = dwa;  // free after kprep backward
-        be->k.rwkv7_vres_backward(be, dvp, A->dvfirst, dgam, dv, L->vp, A->layers[0].vp, L->gam, n);
-        be->k.bias_sigmoid_backward(be, dgam, g->v0, dgam, L->gam, BT, C);
+        be->k.rwkv7_vres_backward(be, dvp, A->dvfirst, dgam, dv, L->vp, A->layers[0].vp, L->gam, na);
+        be->k.bias_sigmoid_backward(be, dgam, g->v0, dgam, L->gam, BT, Ca);
         float* dhv = A->dlora;
-        matmul_backward(be, dhv, g->v2, dgam, L->hv, p->v2, BT, c->d_value, C, 0.0f);
+        matmul_backward(be, dhv, g->v2, dgam, L->hv, p->v2, BT, c->d_value, Ca, 0.0f);
         matmul_backward(be, dxm + 3 * n, g->v1, dhv, L->xm + 3 * n, p->v1, BT, C, c->d_value, 0.0f);
     }
     float beta_v = l == 0 ? 0.0f : 1.0f;  // layers >= 1 add to the value-residual LoRA's dxv
-    adapted_backward(m, A, l, ADAPT_ATT_VALUE, dxm + 3 * n, g->Wv, dvp, L->xm + 3 * n, p->Wv, C, C, beta_v);
+    adapted_backward(m, A, l, ADAPT_ATT_VALUE, dxm + 3 * n, g->Wv, dvp, L->xm + 3 * n, p->Wv, C, Ca, beta_v);
     // decay LoRA
     float* ddd = dwb;  // free after kprep backward
-    be->k.rwkv7_decay_backward(be, ddd, g->w0, dw, L->wdec, L->dd, BT, C);
+    be->k.rwkv7_decay_backward(be, ddd, g->w0, dw, L->wdec, L->dd, BT, Ca);
     float* dhw = A->dlora;
-    matmul_backward(be, dhw, g->w2, ddd, L->hw, p->w2, BT, c->d_decay, C, 0.0f);
+    matmul_backward(be, dhw, g->w2, ddd, L->hw, p->w2, BT, c->d_decay, Ca, 0.0f);
     be->k.tanh_backward(be, dhw, dhw, L->hw, (size_t)BT * c->d_decay);
     matmul_backward(be, dxm + 1 * n, g->w1, dhw, L->xm + 1 * n, p->w1, BT, C, c->d_decay, 0.0f);
     // r and k projections
-    adapted_backward(m, A, l, ADAPT_ATT_RECEPTANCE, dxm, g->Wr, dr, L->xm, p->Wr, C, C, 0.0f);
-    adapted_backward(m, A, l, ADAPT_ATT_KEY, dxm + 2 * n, g->Wk, dk0, L->xm + 2 * n, p->Wk, C, C, 0.0f);
+    adapted_backward(m, A, l, ADAPT_ATT_RECEPTANCE, dxm, g->Wr, dr, L->xm, p->Wr, C, Ca, 0.0f);
+    adapted_backward(m, A, l, ADAPT_ATT_KEY, dxm + 2 * n, g->Wk, dk0, L->xm + 2 * n, p->Wk, C, Ca, 0.0f);
     // token shift and ln1 (into the residual gradient)
     be->k.zero(be, A->dln, n);
     float* const dmu[6] = {g->x_r, g->x_w, g->x_k, g->x_v, g->x_a, g->x_g};
@@ -675,18 +763,19 @@ void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
     const ModelParams* P = &m->params;
     if (!A->with_backward) fatal("internal: rwkv7_backward on activations created without backward buffers");
     check_adapter_memory(m, A);
-    int BT = A->B * A->T, C = c->n_embd;
+    int BT = A->B * A->T, C = c->n_embd, V = m->v_local;
     size_t n = (size_t)BT * C;
     // head and final LayerNorm (acts->logits holds dlogits)
     if (A->n_head_rows < 0) {
-        dense_backward(be, A->dln, G->head, NULL, A->logits, A->xf, P->head, BT, C, c->vocab_size, 0.0f);
+        dense_backward(be, A->dln, G->head, NULL, A->logits, A->xf, P->head, BT, C, V, 0.0f);
     } else {  // the head rows' gradients scattered back; the other rows get none
         be->k.zero(be, A->dln, n);
         if (A->n_head_rows > 0) {  // dW reads xg before the input gradient overwrites it (dense_backward's order)
-            dense_backward(be, A->xg, G->head, NULL, A->logits, A->xg, P->head, A->n_head_rows, C, c->vocab_size, 0.0f);
+            dense_backward(be, A->xg, G->head, NULL, A->logits, A->xg, P->head, A->n_head_rows, C, V, 0.0f);
             be->k.embedding_backward(be, A->dln, A->xg, A->head_rows, A->n_head_rows, C, BT);
         }
     }
+    tp_sum(m, A->dln, n);  // each rank's vocabulary slice contributes a part of dL/dxf
     be->k.zero(be, A->dres, n);
     be->k.layernorm_backward(be, A->dres, G->ln_out_w, G->ln_out_b, A->dln, A->res[c->n_layer], P->ln_out_w,
                              A->lnf_mean, A->lnf_rstd, BT, C);
@@ -702,5 +791,13 @@ void rwkv7_backward_to_x0(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
 
 void rwkv7_embed_backward(RWKV7* m, RWKV7Acts* A, const ModelParams* G) {
     if (!G->emb) return;
-    m->be->k.embedding_backward(m->be, G->emb, A->dx0, A->tokens, A->B * A->T, m->cfg.n_embd, m->cfg.vocab_size);
+    Backend* be = m->be;
+    int C = m->cfg.n_embd;
+    if (m->tp_size == 1) {
+        be->k.embedding_backward(be, G->emb, A->dx0, A->tokens, A->B * A->T, C, m->cfg.vocab_size);
+        return;
+    }
+    // this rank's vocabulary rows only: gather their dx0 rows, then scatter-add them into the local table
+    be->k.embedding_forward(be, A->tp_buf, A->tp_rows, A->dx0, A->n_tp_rows, C);
+    be->k.embedding_backward(be, G->emb, A->tp_buf, A->tp_ids, A->n_tp_rows, C, m->v_local);
 }

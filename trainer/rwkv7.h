@@ -18,6 +18,17 @@
 //   * The forward splits into rwkv7_embed (tokens -> acts->x0) and rwkv7_forward_embedded (x0 -> logits),
 //     so the caller can overwrite rows of x0 (projected image/audio features) in between; the backward
 //     splits into rwkv7_backward_to_x0 (-> acts->dx0) and rwkv7_embed_backward (dx0 -> embedding table).
+//   * Tensor parallelism (rwkv7_create_tp, Megatron-style; DESIGN.md "Parallelism"): a model created with a
+//     tensor-parallel group of tp ranks holds rank tp_rank's slice of the heads of every TimeMix (r/k/v rows,
+//     decay/a/value/gate LoRA second matrices, w0/a0/v0/k_k/k_a/r_k/ln_x; output columns), of the ChannelMix
+//     hidden units (key rows, value columns) and of the vocabulary (emb and head rows); norms, token-shift
+//     mixes and the LoRA first matrices are replicated. The forward sums the TimeMix output, ChannelMix value
+//     and embedding over the group; the backward sums the LayerNorm-input gradients (the entries of the
+//     parallel regions) and the head's input gradient; the loss is the vocabulary-parallel cross-entropy
+//     (logits never gathered). Replicated tensors with tp_partial set (the mixes, the LoRA first matrices)
+//     get partial gradients that the caller sums over the group (sharding/tensor_parallel.h). Specs carry
+//     tp_dim/tp_partial; the residual stream (B, T, C) is full and identical on every rank. With tp = 1 the
+//     model is the plain one, bit for bit. Adapters are not supported with tp > 1.
 //   * m->adapter (trainer/adapter.h, not owned, NULL = none) is applied inside the six adapted linears
 //     (att.receptance/key/value/output, ffn.key/value) in forward and backward, in every mode; its
 //     activation memory lives in the acts arena, so attach the adapter BEFORE rwkv7_acts_create.
@@ -69,6 +80,7 @@ typedef struct ModelParams {
 enum { RWKV7_NAME_MAX = PARAM_NAME_MAX };   // TensorSpec is trainer/params.h
 
 typedef struct Adapter Adapter;              // trainer/adapter.h
+typedef struct Comm Comm;                    // sharding/comm.h
 
 typedef struct RWKV7 {
     RWKV7Config cfg;
@@ -84,10 +96,20 @@ typedef struct RWKV7 {
     int* file_order;         // spec indices in the order of the file the model was loaded from (NULL: fresh
                              // model, written in RWKV-LM module order); keeps export -> import bit-exact
     int n_file_order;
+    // tensor parallelism (see the contract): all of the model when tp_size is 1
+    Comm* tp;                // the tensor-parallel group (not owned); NULL when tp_size is 1
+    int tp_size, tp_rank;
+    int c_att;               // Ca = C / tp_size TimeMix channels of this rank
+    int n_head_local;        // Ha = H / tp_size heads
+    int f_local;             // F / tp_size ChannelMix hidden units
+    int v_local, v_begin;    // V / tp_size vocabulary rows, starting at row v_begin
 } RWKV7;
 
 // Creates a model with zero parameters (buffers allocated on be). Returns NULL with e filled on bad sizes.
 RWKV7* rwkv7_create(const RWKV7Config* cfg, Backend* be, Error* e);
+// The same, holding this rank's slice for tensor parallelism over tp (NULL or a group of one rank: the whole
+// model). The heads, F and V must divide by the group size (else NULL with e saying what to change).
+RWKV7* rwkv7_create_tp(const RWKV7Config* cfg, Backend* be, Comm* tp, Error* e);
 void rwkv7_free(RWKV7* m);   // frees the parameters only if the model owns them
 // Points a ModelParams' views into any buffer with the parameter layout (the gradient buffer, Adam moments).
 // p->blocks must hold n_layer entries.
@@ -133,12 +155,16 @@ typedef struct RWKV7Acts {
     float** res;                        // (L + 1) x (BT, C): residual stream entering block l; res[L] final
     LayerActs* layers;                  // (L)
     float *xf, *lnf_mean, *lnf_rstd;    // (BT, C) ln_out output; (BT) statistics
-    float* logits;                      // (BT, V) logits (or (n_head_rows, V)); overwritten with dlogits by the loss
+    float* logits;                      // (BT, V) logits (or (n_head_rows, V); V / tp columns of this rank's
+                                        // vocabulary slice under tensor parallelism); dlogits after the loss
     float* losses;                      // (BT) (or (n_head_rows))
     // The head runs on every row (n_head_rows < 0, the default) or only on the rows head_rows[0 .. n) (the
     // trained targets of a chat batch: most rows of a multimodal sample are masked): xg (n, C) gathers them.
     int32_t* head_rows;                 // (BT) host
     int32_t* head_targets;              // (BT) host: the targets of those rows
+    int32_t *tp_rows, *tp_ids;          // (BT) host, tp > 1: rows whose token is in this rank's vocabulary
+    int n_tp_rows;                      // slice, and the token's local row
+    float* tp_buf;                      // (BT, C) tp > 1: partial sums before their all-reduce
     int n_head_rows;
     int logit_rows;                     // rows of logits/losses held (BT, or fewer: rwkv7_acts_create_rows)
     float* xg;                          // (BT, C)

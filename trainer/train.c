@@ -15,6 +15,8 @@
 #include "datasets/tokenizer.h"
 #include "sharding/comm.h"
 #include "sharding/data_parallel.h"
+#include "sharding/groups.h"
+#include "sharding/tensor_parallel.h"
 #include "trainer/checkpoint.h"
 #include "trainer/modrwkv.h"
 #include "trainer/optimizer.h"
@@ -30,12 +32,14 @@ typedef struct TrainRun {
     DataLoader* loader;      // training batches
     DataLoader* eval_loader; // validation batches (NULL: no validation data); rewound before every evaluation
     RWKV7* model;            // the backbone (owned by mm)
-    ModRWKV* mm;             // backbone + adapter + encoders + projectors in one buffer
+    ModRWKV* mm;             // backbone + adapter + encoders + projectors in one buffer (this rank's tp slice)
+    ModRWKV* full_mm;        // tp > 1: the whole model, kept by world rank 0 for checkpoints (NULL elsewhere)
     ShardLoader* media_loader;  // multimodal batches (media models); then loader/eval_loader are NULL
     ShardLoader* media_eval;
     ModRWKVStep* step;       // activations of one micro-batch
-    Comm* comm;              // the data-parallel ranks (all ranks of the job: tp = 1); not owned
-    int rank, world;         // this rank and the number of data-parallel ranks
+    Comm* comm;              // every rank of the job; not owned
+    int rank, world;         // this rank in the job and the number of ranks
+    ProcessGroups groups;    // dp x tp: the tensor-parallel group (one model replica) and the data-parallel one
     Comm* self_comm;         // owned when the caller gave no communicator
     DataParallel* dp;        // gradient averaging / ZeRO-1 and the (sharded) AdamW moments
     float* grads;            // (mm->table.n_params) gradient buffer (owned by mm)
@@ -67,8 +71,8 @@ static ShardLoaderOptions train_loader_options(const TrainRun* r) {
     shard_loader_options_default(&o);
     o.dir = r->cfg->data.train;
     o.seed = r->cfg->train.seed;
-    o.dp_rank = r->rank;
-    o.dp_size = r->world;
+    o.dp_rank = r->groups.dp_rank;  // the tp ranks of a replica read the same samples
+    o.dp_size = r->groups.dp_size;
     o.batch_size = r->cfg->train.micro_batch;
     o.ctx_len = r->cfg->train.ctx_len;
     o.truncate = 1;
@@ -160,8 +164,18 @@ static int open_data(TrainRun* r, Error* e) {
                           d->train, d->val_fraction, n - train_end, ctx);
     }
     printf("data: %s\n", tokenstream_describe(r->train_stream));
-    r->loader = textloader_create_train(r->train_stream, 0, train_end, ctx, r->rank, r->world, e);
+    r->loader = textloader_create_train(r->train_stream, 0, train_end, ctx, r->groups.dp_rank, r->groups.dp_size, e);
     return r->loader ? 0 : -1;
+}
+
+// Parameters of the whole model (all, or trained only), counting every tp slice once per rank of the group.
+static size_t count_params(const TrainRun* r, int trained_only) {
+    size_t n = 0;
+    for (int i = 0; i < r->mm->table.n; i++) {
+        const TensorSpec* s = &r->mm->table.specs[i];
+        if (!trained_only || r->mm->trained[i]) n += s->numel * (s->tp_dim >= 0 ? (size_t)r->groups.tp_size : 1);
+    }
+    return n;
 }
 
 static int build_model(TrainRun* r, Error* e) {
@@ -190,13 +204,22 @@ static int build_model(TrainRun* r, Error* e) {
         r->model = NULL;  // freed with the failed multimodal model
         return -1;
     }
+    if (r->groups.tp_size > 1) {  // every rank built the whole model the same way; keep this rank's slice
+        r->full_mm = r->mm;
+        r->mm = modrwkv_shard(r->full_mm, mc, r->groups.tp, e);
+        r->model = r->mm ? r->mm->lm : NULL;
+        if (!r->mm) return -1;
+        printf("model: tensor parallel over %d ranks: %d of %d heads, %d of %d FFN units, %d of %d vocabulary rows per "
+               "rank\n", r->groups.tp_size, r->model->n_head_local, c->n_embd / c->head_size, r->model->f_local,
+               c->dim_ffn, r->model->v_local, c->vocab_size);
+    }
     int flags = modrwkv_default_trainable(mc, r->cfg->train.stage);
     if (r->cfg->train.trainable[0] && modrwkv_parse_trainable(r->cfg->train.trainable, &flags, e) != 0) return -1;
     if (modrwkv_set_trainable(r->mm, flags, e) != 0) return -1;
     r->grads = r->mm->grads;
     if (modrwkv_has_media(r->mm) || r->mm->adapter || flags != TRAIN_BACKBONE)
-        printf("model: %.2fM parameters in all, %.2fM trained (train.stage %d)\n", modrwkv_count(r->mm, 0) / 1e6,
-               modrwkv_count(r->mm, 1) / 1e6, r->cfg->train.stage);
+        printf("model: %.2fM parameters in all, %.2fM trained (train.stage %d)\n", count_params(r, 0) / 1e6,
+               count_params(r, 1) / 1e6, r->cfg->train.stage);
     return 0;
 }
 
@@ -215,6 +238,29 @@ static void truncate_metrics(const char* path, int step) {
     free(text);
 }
 
+// Restores weights, moments and state from a checkpoint of any layout: it holds the whole model (full
+// parameter layout); under tensor parallelism it is read into the whole model and every rank takes its slices.
+static int load_checkpoint(TrainRun* r, const char* path, char** stored, Error* e) {
+    const ModRWKV* whole = r->full_mm ? r->full_mm : r->mm;
+    Optimizer full;  // the checkpoint's moments in the whole model's layout
+    optimizer_init(&full, r->be, whole->table.n_params);
+    int rc = checkpoint_load(path, whole->lm, &whole->table, &full, &r->st, stored, e);
+    if (rc == 0 && r->full_mm) {
+        Optimizer mine;  // this rank's slices of them
+        optimizer_init(&mine, r->be, r->mm->table.n_params);
+        int tp_rank = r->groups.tp_rank, tp = r->groups.tp_size;
+        tp_slice_table(&r->mm->table, r->mm->params, &whole->table, whole->params, tp_rank, tp);
+        tp_slice_table(&r->mm->table, mine.m, &whole->table, full.m, tp_rank, tp);
+        tp_slice_table(&r->mm->table, mine.v, &whole->table, full.v, tp_rank, tp);
+        dp_load_moments(r->dp, mine.m, mine.v);
+        optimizer_free(&mine, r->be);
+    } else if (rc == 0) {
+        dp_load_moments(r->dp, full.m, full.v);
+    }
+    optimizer_free(&full, r->be);
+    return rc;
+}
+
 static int resume(TrainRun* r, Error* e) {
     const char* want = r->opt->resume;
     if (!want) return 0;
@@ -224,23 +270,20 @@ static int resume(TrainRun* r, Error* e) {
         return 0;
     }
     char* stored = NULL;
-    Optimizer full;  // the checkpoint's moments in the parameter layout; dp keeps this rank's part
-    optimizer_init(&full, r->be, r->mm->table.n_params);
-    int rc = checkpoint_load(path, r->model, &r->mm->table, &full, &r->st, &stored, e);
-    if (rc == 0) dp_load_moments(r->dp, full.m, full.v);
-    optimizer_free(&full, r->be);
+    int rc = load_checkpoint(r, path, &stored, e);
     if (rc == 0) {
         if (stored && strcmp(stored, r->config_yaml) != 0)
             printf("resume: warning: the configuration differs from the one stored in %s; the run will not repeat exactly\n", path);
-        // the checkpoint counts samples of the whole job; every rank has taken an equal share of them
-        if (r->st.loader_position % (uint64_t)r->world != 0) {
-            errorf(e, "%s: the data position (%" PRIu64 " samples) does not split over %d ranks: resume with a rank count "
-                      "that divides it", path, r->st.loader_position, r->world);
+        // the checkpoint counts samples of the whole job; every data-parallel rank has taken an equal share
+        uint64_t dp = (uint64_t)r->groups.dp_size;
+        if (r->st.loader_position % dp != 0) {
+            errorf(e, "%s: the data position (%" PRIu64 " samples) does not split over %d data-parallel ranks: resume "
+                      "with a data-parallel size that divides it", path, r->st.loader_position, r->groups.dp_size);
             rc = -1;
         } else if (r->media_loader) {
-            rc = set_media_position(r->media_loader, r->st.loader_position / (uint64_t)r->world, e);
+            rc = set_media_position(r->media_loader, r->st.loader_position / dp, e);
         } else {
-            r->loader->set_position(r->loader, r->st.loader_position / (uint64_t)r->world);
+            r->loader->set_position(r->loader, r->st.loader_position / dp);
         }
         printf("resume: %s (step %d, %" PRIu64 " tokens seen)\n", path, r->st.step, r->st.tokens_seen);
     }
@@ -256,11 +299,8 @@ static int setup_ranks(TrainRun* r, Error* e) {
     if (!r->comm) r->comm = r->self_comm = comm_self_create();
     r->rank = comm_rank(r->comm);
     r->world = comm_size(r->comm);
-    comm_set_timeout(r->comm, p->timeout_s);
-    if (p->tp != 1) return errorf(e, "parallel.tp = %d: tensor parallelism is not implemented yet; use parallel.tp: 1", p->tp);
-    if (p->dp != 0 && p->dp != r->world)
-        return errorf(e, "parallel.dp = %d but the job has %d ranks: launch with mpirun -np %d or set parallel.dp: 0",
-                      p->dp, r->world, p->dp);
+    comm_set_timeout(r->comm, p->timeout_s);  // before the split: the groups inherit it
+    if (groups_create(&r->groups, r->comm, p->tp, p->dp, e) != 0) return -1;
     if (r->rank != 0 && !freopen("/dev/null", "w", stdout))  // rank 0 speaks for the job
         return errorf(e, "rank %d: cannot silence its standard output", r->rank);
     return 0;
@@ -277,10 +317,16 @@ static int setup(TrainRun* r, Error* e) {
     if (r->rank == 0 && write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), e) != 0) return -1;
     r->be = backend_cpu_create(cfg->train.threads);
     if (open_data(r, e) != 0 || build_model(r, e) != 0 ||
-        !(r->dp = optimizer_create_table(&r->mm->table, r->mm->trained, r->be, r->comm, cfg->parallel.zero, e)))
+        !(r->dp = optimizer_create_table(&r->mm->table, r->mm->trained, r->be, r->groups.dp, cfg->parallel.zero, e)))
         return -1;
+    for (int i = 0; i < r->mm->table.n && r->groups.tp_rank != 0; i++)  // replicated tensors: counted once in the
+        r->dp->tensors[i].norm_skip = r->mm->table.specs[i].tp_dim < 0;  // norm (by tp rank 0)
     rng_seed(&r->st.rng, cfg->train.seed);
     if (resume(r, e) != 0) return -1;
+    if (r->full_mm && r->rank != 0) {  // only rank 0 writes checkpoints
+        modrwkv_free(r->full_mm);
+        r->full_mm = NULL;
+    }
     r->step = modrwkv_step_create(r->mm, cfg->train.micro_batch, cfg->train.ctx_len, 1);
     batch_alloc(&r->batch, cfg->train.micro_batch, cfg->train.ctx_len);
     if (r->rank != 0) return 0;  // rank 0 writes the metrics
@@ -297,6 +343,9 @@ static void teardown(TrainRun* r) {
     if (r->mm) {
         modrwkv_step_free(r->mm, r->step);
         modrwkv_free(r->mm);
+        modrwkv_free(r->full_mm);
+    } else if (r->full_mm) {
+        modrwkv_free(r->full_mm);
     } else {
         rwkv7_free(r->model);
     }
@@ -310,6 +359,7 @@ static void teardown(TrainRun* r) {
     tokenizer_free(r->tok);
     if (r->be) backend_destroy(r->be);
     free(r->config_yaml);
+    groups_free(&r->groups);
     if (r->self_comm) comm_free(r->self_comm);
 }
 
@@ -381,8 +431,10 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
         loss += l;
     }
     loss = comm_all_reduce_double(r->comm, loss / t->grad_accum, COMM_AVG);  // the mean over all ranks' batches
+    if (r->groups.tp_size > 1) tp_sum_partial_grads(r->groups.tp, &r->mm->table, r->mm->trained, r->grads);
     dp_reduce_gradients(r->dp, r->grads);  // average over the data-parallel ranks (ZeRO-1: this rank's shard)
     double norm = dp_grad_norm(r->dp, r->grads);
+    if (r->groups.tp_size > 1) norm = sqrt(comm_all_reduce_double(r->groups.tp, norm * norm, COMM_SUM));
     if (!isfinite(loss) || !isfinite(norm)) {
         char* last = checkpoint_latest(r->cfg->run_dir);
         errorf(e, "step %d: %s is %s; stopping without saving. The last good checkpoint is %s: lower train.lr or "
@@ -397,29 +449,53 @@ static int train_step(TrainRun* r, float* loss_out, double* norm_out, float* lr_
     DPAdamW h = optimizer_step_params(t, lr, scale, r->st.step + 1);
     dp_update(r->dp, r->mm->params, r->grads, &h);
     r->st.step++;
-    r->st.tokens_seen += (uint64_t)r->world * t->grad_accum * r->batch.B * r->batch.T;
+    r->st.tokens_seen += (uint64_t)r->groups.dp_size * t->grad_accum * r->batch.B * r->batch.T;
     uint64_t pos = r->media_loader ? media_position(r->media_loader) : r->loader->get_position(r->loader);
-    r->st.loader_position = pos * (uint64_t)r->world;  // samples of the whole job
+    r->st.loader_position = pos * (uint64_t)r->groups.dp_size;  // samples of the whole job
     *loss_out = (float)loss;
     *norm_out = norm;
     *lr_out = lr;
     return 0;
 }
 
-// Rank 0 writes the checkpoint with the moments gathered from every rank (full parameter layout, so any
-// layout can resume it); the others wait, then every rank knows whether it was written.
+// Gathers the whole model's moments (and, under tensor parallelism, its parameters) onto rank 0 in the full
+// parameter layout, so that any dp x tp layout can resume the checkpoint. *whole receives the moments on
+// rank 0 (the caller frees them). Collective.
+static void gather_state(TrainRun* r, Optimizer* whole) {
+    Optimizer mine = {0};  // this tp slice's moments in its layout, on dp rank 0 of the slice
+    int slice_root = r->groups.dp_rank == 0;
+    if (slice_root) optimizer_init(&mine, r->be, r->mm->table.n_params);
+    dp_gather_moments(r->dp, mine.m, mine.v, 0);
+    if (!r->full_mm && r->groups.tp_size == 1) {
+        *whole = mine;
+        return;
+    }
+    if (slice_root) {  // the tp group of dp rank 0, rooted at world rank 0 (which holds full_mm)
+        const ModRWKV* out = r->full_mm;
+        const ParamTable* full = out ? &out->table : NULL;
+        if (out) optimizer_init(whole, r->be, out->table.n_params);
+        Comm* tp = r->groups.tp;
+        tp_gather_table(tp, &r->mm->table, r->mm->params, full, out ? out->params : NULL, 0);
+        tp_gather_table(tp, &r->mm->table, mine.m, full, whole->m, 0);
+        tp_gather_table(tp, &r->mm->table, mine.v, full, whole->v, 0);
+        optimizer_free(&mine, r->be);
+    }
+}
+
+// Rank 0 writes the checkpoint of the whole model (full parameter layout, so any layout can resume it); the
+// others take part in the gathers, then every rank knows whether it was written.
 static int save(TrainRun* r, Error* e) {
-    Optimizer full = {0};
-    if (r->rank == 0) optimizer_init(&full, r->be, r->mm->table.n_params);
-    dp_gather_moments(r->dp, full.m, full.v, 0);
-    full.step = r->st.step;
+    Optimizer whole = {0};
+    gather_state(r, &whole);
+    whole.step = r->st.step;
     int rc = 0;
     char* path = checkpoint_path(r->cfg->run_dir, r->st.step);
     if (r->rank == 0) {
-        rc = checkpoint_save(path, r->model, &r->mm->table, &full, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
+        const ModRWKV* out = r->full_mm ? r->full_mm : r->mm;
+        rc = checkpoint_save(path, out->lm, &out->table, &whole, &r->st, r->config_yaml, tokenizer_name(r->tok), e);
         if (rc == 0) checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
         if (rc == 0 && !r->opt->progress) printf("checkpoint: %s\n", path);  // a terminal keeps its one line
-        optimizer_free(&full, r->be);
+        optimizer_free(&whole, r->be);
     }
     int failed = (int)comm_all_reduce_double(r->comm, rc != 0, COMM_MAX);
     if (failed && rc == 0) rc = errorf(e, "rank %d: rank 0 could not write the checkpoint %s", r->rank, path);
@@ -434,13 +510,14 @@ static void format_eta(char* buf, size_t n, double seconds) {
 
 static void report_step(TrainRun* r, float loss, double norm, float lr, double step_s) {
     const TrainConfig* t = &r->cfg->train;
-    double tps = (double)r->world * t->grad_accum * t->micro_batch * t->ctx_len / step_s;  // the whole job's
+    double tps = (double)r->groups.dp_size * t->grad_accum * t->micro_batch * t->ctx_len / step_s;  // the job's
     if (r->metrics)
         fprintf(r->metrics,
             "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%" PRIu64 ",\"tokens_per_s\":%.1f,"
-            "\"elapsed_s\":%.3f,\"params_total\":%zu,\"params_trained\":%zu,\"world\":%d,\"device\":\"cpu\"}\n",
-            r->st.step, loss, lr, norm, r->st.tokens_seen, tps, r->st.elapsed_s, modrwkv_count(r->mm, 0),
-            modrwkv_count(r->mm, 1), r->world);
+            "\"elapsed_s\":%.3f,\"params_total\":%zu,\"params_trained\":%zu,\"world\":%d,\"tp\":%d,\"dp\":%d,"
+            "\"device\":\"cpu\"}\n",
+            r->st.step, loss, lr, norm, r->st.tokens_seen, tps, r->st.elapsed_s, count_params(r, 0), count_params(r, 1),
+            r->world, r->groups.tp_size, r->groups.dp_size);
     if (r->metrics) fflush(r->metrics);
     char eta[32];
     format_eta(eta, sizeof eta, (t->max_steps - r->st.step) * step_s);

@@ -300,7 +300,8 @@ static Model make_model(void) {
     Model m = {.n_params = 0};
     for (int i = 0; i < N_TENSORS; i++) {
         if (i == 10) m.n_params += 5;  // a gap in the buffer that belongs to no tensor
-        m.t[i] = (DPTensor){rows[i].name, m.n_params, rows[i].numel, rows[i].trained, rows[i].lr_scale, rows[i].wd};
+        m.t[i] = (DPTensor){.name = rows[i].name, .offset = m.n_params, .numel = rows[i].numel, .trained = rows[i].trained,
+                            .lr_scale = rows[i].lr_scale, .weight_decay = rows[i].wd};
         m.n_params += rows[i].numel;
     }
     return m;

@@ -22,35 +22,7 @@ run() { # run NP DIR ARGS...
     fi
 }
 compare() { # compare REF_DIR DIR [FIRST_STEP]: losses and final weights within 1e-5 relative
-    $PY - "$1" "$2" "${3:-1}" <<'PYEOF'
-import json, struct, sys
-import numpy as np
-def losses(d, first):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(d + "/metrics.jsonl")) if "loss" in r and r["step"] >= first}
-def weights(d):
-    raw = open(d + "/checkpoints/step-00000020.safetensors", "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n]); out = {}
-    for k, v in head.items():
-        if k == "__metadata__" or k.startswith("optimizer."): continue
-        a, b = v["data_offsets"]
-        out[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4")
-    return out
-ref, got, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
-la, lb = losses(ref, first), losses(got, first)
-rel = max(abs(la[s] - lb[s]) / abs(la[s]) for s in la) if la.keys() == lb.keys() else float("inf")
-wa, wb = weights(ref), weights(got)
-# weights: the largest difference of any entry relative to the model's largest weight (summation order
-# differs between layouts in the last bits; Adam with eps 1e-18 turns that into tiny steps on near-zero
-# gradients, so tensors that start at zero show it most in a per-tensor relative measure, printed too)
-scale = max(float(np.max(np.abs(w))) for w in wa.values())
-wmax = max(float(np.max(np.abs(wa[k] - wb[k]))) for k in wa) if wa.keys() == wb.keys() else float("inf")
-wl2 = max(float(np.linalg.norm(wa[k] - wb[k]) / max(np.linalg.norm(wa[k]), 1e-30)) for k in wa) if wa.keys() == wb.keys() else float("inf")
-wrel = wmax / scale
-print("%s vs %s: %d steps, max relative loss difference %.2e, max weight difference %.2e of the largest weight "
-      "(tol 1e-5; worst per-tensor relative L2 %.1e)" % (got.split("/")[-1], ref.split("/")[-1], len(lb), rel, wrel, wl2))
-sys.exit(0 if len(lb) == 21 - first and rel <= 1e-5 and wrel <= 1e-5 else 1)
-PYEOF
+    $PY "$SRC/tests/mpi/compare_runs.py" "$1" "$2" "${3:-1}" 20
 }
 run 0 "$WORK/one"
 check "single-process reference run" test -f "$WORK/one/checkpoints/step-00000020.safetensors"
@@ -99,7 +71,7 @@ bad_layout() { # every rank names the mismatch and the job exits non-zero
     local rc=0
     "${MPI[@]}" -np 2 "$MODRWKV" train "$WORK/dp.yaml" --set run_dir="$WORK/bad" --set parallel.dp=3 > "$WORK/bad.out" 2>&1 || rc=$?
     grep "modrwkv: error:" "$WORK/bad.out"
-    [ "$rc" != 0 ] && [ "$(grep -c 'modrwkv: error: rank [01]: parallel.dp = 3 but the job has 2 ranks' "$WORK/bad.out")" = 2 ]
+    [ "$rc" != 0 ] && [ "$(grep -c 'modrwkv: error: rank [01]: parallel.tp x parallel.dp = 1 x 3 = 3 ranks, but the job has 2' "$WORK/bad.out")" = 2 ]
 }
 check "parallel.dp that does not match the job: a one-line error on every rank, non-zero exit" bad_layout
 finish
