@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "trainer/checkpoint_sharded.h"
 #include "trainer/pth.h"
 #include "trainer/rwkv7_io.h"
 #include "trainer/safetensors.h"
@@ -27,6 +29,7 @@ static int is_zip(const char* path) {
 }
 
 int tensor_file_read(const char* path, TensorSet* ts, Error* e) {
+    if (is_sharded_checkpoint(path)) return sharded_checkpoint_read(path, ts, e);
     tensorset_init(ts);
     FILE* f = fopen(path, "rb");
     if (!f) return errorf(e, "%s: cannot open: no such file or not readable", path);
@@ -94,7 +97,7 @@ static void add_prefixed(TensorSet* ts, const RWKV7* m, const float* base, const
     tensorset_free(&tmp);
 }
 
-static char* state_metadata(const RWKV7* m, const TrainState* st, const char* config_yaml, const char* tokenizer) {
+char* checkpoint_metadata(const RWKV7* m, const TrainState* st, const char* config_yaml, const char* tokenizer) {
     json_t* meta = json_object();
     char buf[160];
     json_object_set_new(meta, "format", json_string(CKPT_FORMAT));
@@ -142,7 +145,7 @@ int checkpoint_save(const char* path, const RWKV7* m, const ParamTable* all, con
         add_prefixed(&ts, m, opt->v, V_PREFIX);
         add_extra(&ts, m, all, opt->v, V_PREFIX);
     }
-    ts.metadata = state_metadata(m, st, config_yaml, tokenizer);
+    ts.metadata = checkpoint_metadata(m, st, config_yaml, tokenizer);
     int rc = safetensors_write(path, &ts, e);
     tensorset_free(&ts);
     return rc;
@@ -258,7 +261,28 @@ char* checkpoint_path(const char* run_dir, int step) {
     return p;
 }
 
-// Steps of the complete checkpoints in the run, ascending; returns the count (*steps malloc'ed).
+char* checkpoint_sharded_path(const char* run_dir, int step) {
+    size_t n = strlen(run_dir) + 64;
+    char* p = xmalloc(n);
+    snprintf(p, n, "%s/checkpoints/step-%08d.shards", run_dir, step);
+    return p;
+}
+
+// The checkpoint of a step as it exists: the single file, else a complete sharded directory (malloc'ed), or
+// NULL.
+static char* existing_checkpoint(const char* run_dir, int step) {
+    char* p = checkpoint_path(run_dir, step);
+    struct stat st;
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) return p;
+    free(p);
+    p = checkpoint_sharded_path(run_dir, step);
+    if (is_sharded_checkpoint(p)) return p;
+    free(p);
+    return NULL;
+}
+
+// Steps of the complete checkpoints in the run (single files, or sharded directories with their index),
+// ascending and unique; returns the count (*steps malloc'ed).
 static int list_steps(const char* run_dir, int** steps) {
     size_t n = strlen(run_dir) + 32;
     char* dir = xmalloc(n);
@@ -272,11 +296,15 @@ static int list_steps(const char* run_dir, int** steps) {
     while ((ent = readdir(d))) {
         int step;
         char tail[32];
-        // temp files of an interrupted save end in ".tmp.<pid>" and never match exactly
-        if (sscanf(ent->d_name, "step-%8d.safetensor%31s", &step, tail) == 2 && strcmp(tail, "s") == 0) {
-            *steps = xrealloc(*steps, (size_t)(count + 1) * sizeof(int));
-            (*steps)[count++] = step;
-        }
+        // temp files of an interrupted save end in ".tmp.<pid>" and never match exactly; a sharded directory
+        // counts once its index exists
+        if (sscanf(ent->d_name, "step-%8d.%31s", &step, tail) != 2) continue;
+        if (strcmp(tail, "safetensors") != 0 && strcmp(tail, "shards") != 0) continue;
+        char* p = existing_checkpoint(run_dir, step);
+        if (!p) continue;
+        free(p);
+        *steps = xrealloc(*steps, (size_t)(count + 1) * sizeof(int));
+        (*steps)[count++] = step;
     }
     closedir(d);
     for (int i = 1; i < count; i++)  // insertion sort: a handful of entries
@@ -285,13 +313,16 @@ static int list_steps(const char* run_dir, int** steps) {
             (*steps)[j] = (*steps)[j - 1];
             (*steps)[j - 1] = t;
         }
-    return count;
+    int unique = 0;  // a step saved both ways is listed once
+    for (int i = 0; i < count; i++)
+        if (unique == 0 || (*steps)[unique - 1] != (*steps)[i]) (*steps)[unique++] = (*steps)[i];
+    return unique;
 }
 
 char* checkpoint_latest(const char* run_dir) {
     int* steps;
     int n = list_steps(run_dir, &steps);
-    char* p = n > 0 ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
+    char* p = n > 0 ? existing_checkpoint(run_dir, steps[n - 1]) : NULL;
     free(steps);
     return p;
 }
@@ -303,6 +334,9 @@ void checkpoint_prune(const char* run_dir, int keep) {
     for (int i = 0; i + keep < n; i++) {
         char* p = checkpoint_path(run_dir, steps[i]);
         remove(p);
+        free(p);
+        p = checkpoint_sharded_path(run_dir, steps[i]);
+        sharded_checkpoint_remove(p);
         free(p);
     }
     free(steps);

@@ -24,7 +24,8 @@ typedef struct TrainState {
     double elapsed_s;          // training wall time so far
 } TrainState;
 
-// Reads every tensor of a .pth (zip magic) or .safetensors file into ts (initialised here).
+// Reads every tensor of a .pth (zip magic) or .safetensors file, or of a sharded checkpoint directory (whole
+// tensors assembled from its shards), into ts (initialised here).
 int tensor_file_read(const char* path, TensorSet* ts, Error* e);
 
 // Reads a model from a .pth or .safetensors file. If tokenizer is non-NULL it receives the tokenizer spec
@@ -48,9 +49,15 @@ int checkpoint_is_module_tensor(const char* name);
 // Exports the weights only, in the official layout: format "pth" or "safetensors", dtype DT_F32/DT_BF16.
 int model_export(const char* path, const RWKV7* m, const char* format, DType dt, Error* e);
 
-// Newest complete checkpoint "<run_dir>/checkpoints/step-XXXXXXXX.safetensors" (malloc'ed), or NULL.
+// Newest complete checkpoint "<run_dir>/checkpoints/step-XXXXXXXX.safetensors", or the sharded directory
+// "step-XXXXXXXX.shards" holding its index (trainer/checkpoint_sharded.h), (malloc'ed), or NULL.
 char* checkpoint_latest(const char* run_dir);
-// Path of the checkpoint for a step (malloc'ed).
+// Path of the single-file checkpoint / of the sharded checkpoint directory for a step (malloc'ed).
 char* checkpoint_path(const char* run_dir, int step);
-// Deletes all but the `keep` newest checkpoints of the run (keep <= 0: keep all).
+char* checkpoint_sharded_path(const char* run_dir, int step);
+// The __metadata__ JSON text of a checkpoint of m with the training state (malloc'ed; st, config_yaml and
+// tokenizer may be NULL): what checkpoint_save writes, and what a sharded checkpoint's index holds.
+char* checkpoint_metadata(const RWKV7* m, const TrainState* st, const char* config_yaml, const char* tokenizer);
+// Deletes all but the `keep` newest checkpoints of the run, single files and sharded directories alike
+// (keep <= 0: keep all).
 void checkpoint_prune(const char* run_dir, int keep);

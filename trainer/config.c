@@ -175,6 +175,9 @@ static const KeySpec KEYS[] = {
      "0: gradient all-reduce; 1: ZeRO-1 (AdamW state sharded over the data-parallel ranks)"},
     {"parallel.timeout_s", KT_INT, FIELD(parallel.timeout_s), "300", 1, 86400, 0, NULL,
      "seconds a collective may wait before the job aborts naming the missing rank"},
+    {"parallel.sharded_checkpoints", KT_BOOL, FIELD(parallel.sharded_checkpoints), "false", 0, 0, 0, NULL,
+     "true: every rank writes its share of each checkpoint in parallel (step-N.shards/, index written last); "
+     "false: rank 0 gathers the whole model into one file"},
 };
 enum { N_KEYS = sizeof KEYS / sizeof KEYS[0] };
 

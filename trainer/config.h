@@ -107,6 +107,7 @@ typedef struct ParallelConfig {
     int dp;                 // 0: data-parallel replicas = ranks / tp
     int zero;               // 0: gradient all-reduce; 1: ZeRO-1 (sharded AdamW state)
     int timeout_s;          // 300: a collective waiting longer aborts the job naming the missing rank
+    int sharded_checkpoints;  // 1: every rank writes its share (trainer/checkpoint_sharded.h); 0: rank 0 one file
 } ParallelConfig;
 
 typedef struct Config {

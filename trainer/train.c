@@ -18,6 +18,7 @@
 #include "sharding/groups.h"
 #include "sharding/tensor_parallel.h"
 #include "trainer/checkpoint.h"
+#include "trainer/checkpoint_sharded.h"
 #include "trainer/modrwkv.h"
 #include "trainer/optimizer.h"
 #include "trainer/rwkv7_init.h"
@@ -482,9 +483,67 @@ static void gather_state(TrainRun* r, Optimizer* whole) {
     }
 }
 
+// The pieces this rank contributes to a sharded checkpoint: its tp slice of every tensor (dp rank 0 of the
+// slice writes them: the dp ranks hold the same values), and its Adam moments (ZeRO-1: this rank's shard of
+// the slice's trained tensors; without ZeRO dp rank 0 writes all of them). Rank 0 declares every tensor.
+static void add_shard_pieces(TrainRun* r, CkptWriter* w) {
+    const ParamTable* t = &r->mm->table;
+    int P = r->groups.tp_size, part = r->groups.tp_rank;
+    char name[PARAM_NAME_MAX + 32];
+    for (int i = 0; i < t->n && r->groups.dp_rank == 0; i++) {
+        const TensorSpec* s = &t->specs[i];
+        int parts = s->tp_dim >= 0 ? P : 1;
+        if (parts == 1 && part != 0) continue;  // replicated: tp rank 0's copy
+        ckpt_writer_add(w, s->name, s->ndim, s->shape, s->tp_dim, parts == 1 ? 0 : part, parts, 0, s->numel,
+                         r->mm->params + s->offset);
+    }
+    for (int k = 0; k < r->dp->n_segments && (r->dp->zero || r->groups.dp_rank == 0); k++) {
+        const DPSegment* g = &r->dp->segments[k];
+        const TensorSpec* s = &t->specs[g->tensor];
+        int parts = s->tp_dim >= 0 ? P : 1;
+        if (parts == 1 && part != 0) continue;
+        const float* moments[2] = {r->dp->m + g->shard_offset, r->dp->v + g->shard_offset};
+        for (int j = 0; j < 2; j++) {
+            snprintf(name, sizeof name, "optimizer.%s.%s", j ? "exp_avg_sq" : "exp_avg", s->name);
+            ckpt_writer_add(w, name, s->ndim, s->shape, s->tp_dim, parts == 1 ? 0 : part, parts, g->offset - s->offset,
+                             g->n, moments[j]);
+        }
+    }
+    for (int i = 0; i < t->n && r->rank == 0; i++) {
+        const TensorSpec* s = &t->specs[i];
+        int64_t shape[PARAM_MAX_DIMS];
+        memcpy(shape, s->shape, sizeof shape);
+        if (s->tp_dim >= 0) shape[s->tp_dim] *= P;
+        size_t numel = s->numel * (s->tp_dim >= 0 ? (size_t)P : 1);
+        ckpt_writer_declare(w, s->name, s->ndim, shape, numel);
+        for (int j = 0; j < 2; j++) {
+            snprintf(name, sizeof name, "optimizer.%s.%s", j ? "exp_avg_sq" : "exp_avg", s->name);
+            ckpt_writer_declare(w, name, s->ndim, shape, r->dp->tensors[i].trained ? numel : 0);
+        }
+    }
+}
+
+// Every rank writes its share into step-N.shards/, rank 0 the index last (trainer/checkpoint_sharded.h).
+static int save_sharded(TrainRun* r, Error* e) {
+    CkptWriter* w = ckpt_writer_create();
+    add_shard_pieces(r, w);
+    char* meta = r->rank == 0 ? checkpoint_metadata(r->model, &r->st, r->config_yaml, tokenizer_name(r->tok)) : NULL;
+    char* dir = checkpoint_sharded_path(r->cfg->run_dir, r->st.step);
+    int rc = ckpt_writer_commit(w, r->comm, dir, meta, e);
+    if (rc == 0 && r->rank == 0) {
+        checkpoint_prune(r->cfg->run_dir, r->cfg->train.keep_checkpoints);
+        if (!r->opt->progress) printf("checkpoint: %s (%d ranks wrote their shares)\n", dir, r->world);
+    }
+    free(dir);
+    free(meta);
+    ckpt_writer_free(w);
+    return rc;
+}
+
 // Rank 0 writes the checkpoint of the whole model (full parameter layout, so any layout can resume it); the
 // others take part in the gathers, then every rank knows whether it was written.
 static int save(TrainRun* r, Error* e) {
+    if (r->cfg->parallel.sharded_checkpoints) return save_sharded(r, e);
     Optimizer whole = {0};
     gather_state(r, &whole);
     whole.step = r->st.step;

@@ -59,6 +59,36 @@ run "$WORK/tp.yaml" 0 1 "$dir" --stop-at-step 10
 run "$WORK/tp.yaml" 4 4 "$dir" --resume auto
 check "a single-process checkpoint resumes under tp4 on the same curve" compare "$WORK/one" "$dir" 11
 
+# sharded checkpoints (parallel.sharded_checkpoints): every rank writes its share, rank 0 the index last; a
+# tp2 x dp2 ZeRO-1 one resumes under dp4 and under one rank on the same curve
+for target in dp4 one; do
+    dir="$WORK/sharded-to-$target"
+    run "$WORK/tp.yaml" 4 2 "$dir" --set parallel.zero=1 --set parallel.sharded_checkpoints=true --stop-at-step 10
+    if [ $target = one ]; then run "$WORK/tp.yaml" 0 1 "$dir" --resume auto
+    else run "$WORK/tp.yaml" 4 1 "$dir" --resume auto; fi
+    check "a sharded tp2 x dp2 checkpoint resumes under $target on the same curve" compare "$WORK/one" "$dir" 11
+done
+S=$WORK/sharded-to-dp4/checkpoints
+check "the sharded checkpoint has one file per rank and the index" \
+    test "$(ls "$S/step-00000010.shards" | tr '\n' ' ')" = "index.json rank-00000.safetensors rank-00001.safetensors rank-00002.safetensors rank-00003.safetensors "
+# the sharded and the gathered checkpoint of the same layout and step hold the same model: equal exports
+run "$WORK/tp.yaml" 4 2 "$WORK/gathered" --set parallel.zero=1 --stop-at-step 10
+mkdir -p "$WORK/from-sharded" "$WORK/from-gathered"  # same file name: a .pth archive is named after its file
+"$MODRWKV" export --ckpt "$S/step-00000010.shards" --format pth --out "$WORK/from-sharded/model.pth" > /dev/null 2>&1
+"$MODRWKV" export --ckpt "$WORK/gathered/checkpoints/step-00000010.safetensors" --format pth \
+    --out "$WORK/from-gathered/model.pth" > /dev/null 2>&1
+check "modrwkv export of a sharded checkpoint = export of the gathered one (identical .pth)" \
+    cmp "$WORK/from-sharded/model.pth" "$WORK/from-gathered/model.pth"
+# an interrupted save (no index.json) is not a checkpoint: --resume auto takes the last complete one
+mkdir -p "$S/step-00000030.shards" && cp "$S/step-00000010.shards/rank-00000.safetensors" "$S/step-00000030.shards/"
+"${MPI[@]}" -np 4 "$MODRWKV" train "$WORK/tp.yaml" --set run_dir="$WORK/sharded-to-dp4" --set parallel.tp=2 \
+    --set train.micro_batch=4 --set train.max_steps=22 --resume auto > "$WORK/interrupted.log" 2>&1
+check "a sharded directory without its index is ignored by --resume auto (resumed from step 20)" \
+    grep -q "resume: .*step-00000020.safetensors (step 20" "$WORK/interrupted.log"
+mv "$S/step-00000010.shards/rank-00002.safetensors" "$WORK/"
+expect_error "a sharded checkpoint missing a rank's file" "rank-00002.safetensors" \
+    "$MODRWKV" inspect "$S/step-00000010.shards"
+
 # stage 2 on multimodal batches (the paper's stage 2: a frozen ViT encoder, the conv projector and the backbone
 # trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
 # in exact arithmetic, so Adam turns rounding noise into lr-sized steps that differ between any two layouts.)
