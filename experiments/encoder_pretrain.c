@@ -55,7 +55,7 @@ static int setup(Pretrainer* p, Error* e) {
     p->be = backend_cpu_create(o->threads);
     p->tok = tokenizer_from_spec(o->tokenizer, e);
     if (!p->tok) return -1;
-    p->br = branch_create(mod, &mc, o->n_classes, p->be, e);
+    p->br = branch_create(mod, &mc, o->n_classes, p->be, NULL, e);
     if (!p->br) return -1;
     param_table_init(&p->table);
     const ParamTable* parts[2] = {branch_encoder_table(p->br), &p->br->proj->table};

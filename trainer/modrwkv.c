@@ -111,7 +111,7 @@ ModRWKV* modrwkv_create(RWKV7* lm, const ModelConfig* mc, uint64_t seed, Error* 
     const char* kinds[MOD_COUNT] = {mc->vision.kind, mc->audio.kind, mc->ts.kind};
     for (int i = 0; i < MOD_COUNT; i++) {
         if (strcmp(kinds[i], "none") == 0) continue;
-        Branch* br = m->branch[i] = branch_create((Modality)i, mc, lm->cfg.n_embd, m->be, e);
+        Branch* br = m->branch[i] = branch_create((Modality)i, mc, lm->cfg.n_embd, m->be, lm->tp, e);
         if (!br) goto fail;
         append_table(m, branch_encoder_table(br), br->prefix, br->group, &br->enc_first, &br->enc_offset);
         br->enc_n = m->table.n_params - br->enc_offset;
@@ -140,7 +140,9 @@ ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Err
     RWKV7* lm = rwkv7_create_tp(&full->lm->cfg, full->be, tp, e);
     if (!lm) return NULL;
     lm->has_block0_vres = full->lm->has_block0_vres;
-    ModRWKV* m = modrwkv_create(lm, mc, 0, e);
+    ModelConfig local = *mc;  // every value comes from full: no module file is read into the slices
+    local.vision.init[0] = local.audio.init[0] = local.ts.init[0] = local.projector.init[0] = 0;
+    ModRWKV* m = modrwkv_create(lm, &local, 0, e);
     if (!m) return NULL;
     tp_slice_table(&m->table, m->params, &full->table, full->params, comm_rank(tp), comm_size(tp));
     return m;

@@ -62,7 +62,8 @@ int modrwkv_default_trainable(const ModelConfig* mc, int stage);
 ModRWKV* modrwkv_create(RWKV7* lm, const ModelConfig* mc, uint64_t seed, Error* e);
 void modrwkv_free(ModRWKV* m);
 // Tensor parallelism: a model holding this rank's slice of full's backbone (rwkv7_create_tp over the group tp)
-// with the same encoders and projectors (replicated on every tp rank), every value copied from full
+// and of its ViT / Whisper layers (trainer/transformer.h; their embeddings, the WaveNet encoder and the
+// projectors are replicated on every tp rank), every value copied from full
 // (sharding/tensor_parallel.h); full is left as it is. An adapter with tp > 1 is not supported (error).
 // Returns NULL with e filled.
 ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Error* e);

@@ -24,7 +24,7 @@ static int make_projector(Branch* br, const ModelConfig* mc, int enc_dim, int n_
     return br->proj ? 0 : -1;
 }
 
-static int make_vision(Branch* br, const VisionConfig* v, Backend* be, Error* e) {
+static int make_vision(Branch* br, const VisionConfig* v, Backend* be, Comm* tp, Error* e) {
     ViTConfig c;
     if (strcmp(v->kind, "clip") == 0) vit_config_clip_large_336(&c);
     else vit_config_siglip2_base_384(&c);
@@ -36,11 +36,12 @@ static int make_vision(Branch* br, const VisionConfig* v, Backend* be, Error* e)
     c.mlp_dim = v->mlp;
     c.hidden_layer = v->hidden_layer;
     c.keep_cls = v->keep_cls;
+    c.tp = tp;
     br->vit = vit_create(&c, be, e);
     return br->vit ? vit_out_dim(&c) : -1;
 }
 
-static int make_audio(Branch* br, const AudioConfig* a, Backend* be, Error* e) {
+static int make_audio(Branch* br, const AudioConfig* a, Backend* be, Comm* tp, Error* e) {
     WhisperConfig c;
     whisper_config_small(&c);
     c.n_mels = a->n_mels;
@@ -50,6 +51,7 @@ static int make_audio(Branch* br, const AudioConfig* a, Backend* be, Error* e) {
     c.mlp_dim = a->mlp;
     br->pad30 = strcmp(a->length_mode, "pad30") == 0;
     c.length_mode = br->pad30 ? WHISPER_PAD30 : WHISPER_TRUNCATE;
+    c.tp = tp;
     br->whisper = whisper_create(&c, be, e);
     if (!br->whisper) return -1;
     br->mel = logmel_create(a->n_mels, e);
@@ -70,7 +72,7 @@ static int make_ts(Branch* br, const TimeSeriesConfig* t, Backend* be, Error* e)
     return br->wavenet ? wavenet_out_dim(&c) : -1;
 }
 
-Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* be, Error* e) {
+Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* be, Comm* tp, Error* e) {
     static const char* const names[] = {"vision", "audio", "ts"};
     Branch* br = xcalloc(1, sizeof *br);
     br->mod = mod;
@@ -78,8 +80,8 @@ Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* 
     br->group = mod == MOD_VISION ? TRAIN_VISION : mod == MOD_AUDIO ? TRAIN_AUDIO : TRAIN_TS;
     br->prefix = mod == MOD_VISION ? "vision." : mod == MOD_AUDIO ? "audio." : "ts.";
     br->proj_prefix = mod == MOD_VISION ? "vision_proj." : mod == MOD_AUDIO ? "audio_proj." : "ts_proj.";
-    int dim = mod == MOD_VISION ? make_vision(br, &mc->vision, be, e)
-            : mod == MOD_AUDIO  ? make_audio(br, &mc->audio, be, e)
+    int dim = mod == MOD_VISION ? make_vision(br, &mc->vision, be, tp, e)
+            : mod == MOD_AUDIO  ? make_audio(br, &mc->audio, be, tp, e)
                                 : make_ts(br, &mc->ts, be, e);
     if (dim > 0 && make_projector(br, mc, dim, n_embd, be, e) == 0) return br;
     char tmp[sizeof e->msg];

@@ -36,7 +36,9 @@ struct Branch {
 };
 
 Modality branch_modality(MediaKind kind);
-Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* be, Error* e);
+// tp: the tensor-parallel group the ViT / Whisper layers are split over (NULL: none; WaveNet and the projector
+// are replicated).
+Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* be, Comm* tp, Error* e);
 void branch_free(Branch* br);
 const ParamTable* branch_encoder_table(const Branch* br);
 // Points the encoder and projector at params + their offsets; gradients likewise, NULL = frozen.

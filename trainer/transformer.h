@@ -12,6 +12,12 @@
 // - Parameters live in the caller's buffer (trainer/params.h); gradients accumulate (+=) into the caller's
 //   gradient buffer and are skipped when it is NULL (frozen). All compute goes through be->k; every GEMM runs
 //   on all B*T rows at once.
+// - Tensor parallelism (Megatron; cfg.tp a group of P ranks, NULL = none): each rank holds H/P heads (q/k/v
+//   weight rows and biases, out_proj columns) and F/P MLP units (fc1 rows and bias, fc2 columns); LayerNorms
+//   and the out_proj/fc2 biases are replicated. The forward sums the out_proj and fc2 partial products over
+//   the group before adding bias and residual; the backward sums the LayerNorm-input gradients. Input and
+//   output (B, T, D) are full and identical on every rank; replicated tensors get full gradients (no partial
+//   sums). Specs carry tp_dim (params.h). Shapes and activations below are the rank's (D_l = D/P, F_l = F/P).
 // - Activations (x is (B, T, D), N = B*T rows): a TransformerStack holds what the backward needs for every
 //   layer it runs (with_backward) or one shared set of layer buffers plus two ping-pong residual buffers
 //   (inference: memory independent of the depth).
@@ -19,6 +25,7 @@
 #include <stddef.h>
 
 #include "kernels/kernels.h"
+#include "sharding/comm.h"
 #include "trainer/dense.h"
 #include "trainer/params.h"
 #include "trainer/rng.h"
@@ -34,6 +41,7 @@ typedef struct TransformerConfig {
     int gelu_mode;      // GELU_ERF, GELU_TANH or GELU_QUICK (kernels/kernels.h)
     int names;          // TF_NAMES_VIT or TF_NAMES_WHISPER
     int proj_bias[4];   // 1: the projection TF_Q/K/V/O has a bias
+    Comm* tp;           // tensor-parallel group (not owned); NULL: the whole layer on this rank
 } TransformerConfig;
 
 int transformer_config_check(const TransformerConfig* c, Error* e);

@@ -56,7 +56,7 @@ int vit_config_check(const ViTConfig* c, Error* e) {
                       c->n_layers + 1, c->n_layers);
     if (memchr(c->prefix, '\0', sizeof c->prefix) == NULL) return errorf(e, "vit: the name prefix is too long");
     TransformerConfig tf = {.dim = c->dim, .n_heads = c->n_heads, .mlp_dim = c->mlp_dim, .ln_eps = c->ln_eps,
-                            .gelu_mode = GELU_TANH, .names = TF_NAMES_VIT};
+                            .gelu_mode = GELU_TANH, .names = TF_NAMES_VIT, .tp = c->tp};
     Error sub;
     if (transformer_config_check(&tf, &sub) != 0) return errorf(e, "vit: %s", sub.msg);
     return 0;
@@ -131,7 +131,7 @@ ViT* vit_create(const ViTConfig* c, Backend* be, Error* e) {
     v->be = be;
     v->tf = (TransformerConfig){.dim = c->dim, .n_heads = c->n_heads, .mlp_dim = c->mlp_dim, .ln_eps = c->ln_eps,
                                 .gelu_mode = c->kind == VIT_SIGLIP ? GELU_TANH : GELU_QUICK, .names = TF_NAMES_VIT,
-                                .proj_bias = {1, 1, 1, 1}};
+                                .proj_bias = {1, 1, 1, 1}, .tp = c->tp};
     v->n_run = n_layers_run(c);
     v->n_tokens = n_patches(c) + (c->kind == VIT_CLIP ? 1 : 0);
     param_table_init(&v->table);

@@ -44,6 +44,7 @@ typedef struct ViTConfig {
     int hidden_layer;    // -1 last_hidden_state, k >= 0 hidden_states[k], k <= -2 hidden_states[n_layers + 1 + k]
     int keep_cls;        // CLIP only: 1 keeps the CLS token in the output
     char prefix[VIT_PREFIX_MAX];   // tensor name prefix, "vision_model." by default
+    Comm* tp;            // tensor parallelism of the layers (trainer/transformer.h); NULL: none
 } ViTConfig;
 
 // Published sizes: google/siglip2-base-patch16-384 (S 384, P 16, D 768, 12 layers, 12 heads, MLP 3072, eps 1e-6,

@@ -30,7 +30,8 @@ void whisper_config_large_v3(WhisperConfig* c) { config_sizes(c, 128, 1280, 32, 
 
 static TransformerConfig layer_config(const WhisperConfig* c) {
     return (TransformerConfig){.dim = c->dim, .n_heads = c->n_heads, .mlp_dim = c->mlp_dim, .ln_eps = c->ln_eps,
-                               .gelu_mode = GELU_ERF, .names = TF_NAMES_WHISPER, .proj_bias = {1, 0, 1, 1}};
+                               .gelu_mode = GELU_ERF, .names = TF_NAMES_WHISPER, .proj_bias = {1, 0, 1, 1},
+                               .tp = c->tp};
 }
 
 int whisper_config_check(const WhisperConfig* c, Error* e) {

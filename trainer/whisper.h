@@ -42,6 +42,7 @@ typedef struct WhisperConfig {
     float ln_eps;        // 1e-5
     int length_mode;     // WHISPER_PAD30 or WHISPER_TRUNCATE
     char prefix[WHISPER_PREFIX_MAX];   // tensor name prefix, "model.encoder." by default
+    Comm* tp;            // tensor parallelism of the layers (trainer/transformer.h); NULL: none
 } WhisperConfig;
 
 // Published sizes (openai/whisper-small: D 768, 12 layers, 12 heads, MLP 3072, 80 mels; -medium: 1024, 24, 16,

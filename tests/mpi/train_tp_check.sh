@@ -89,13 +89,13 @@ mv "$S/step-00000010.shards/rank-00002.safetensors" "$WORK/"
 expect_error "a sharded checkpoint missing a rank's file" "rank-00002.safetensors" \
     "$MODRWKV" inspect "$S/step-00000010.shards"
 
-# stage 2 on multimodal batches (the paper's stage 2: a frozen ViT encoder, the conv projector and the backbone
-# trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
+# stage 2 on multimodal batches (the paper's stage 2: a frozen ViT encoder, its layers split over the tp ranks
+# too, and the conv projector and the backbone trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
 # in exact arithmetic, so Adam turns rounding noise into lr-sized steps that differ between any two layouts.)
 "$MODRWKV" data demo --out "$WORK/data" --tokenizer bytes > /dev/null 2>&1
 cat > "$WORK/mm.yaml" <<YAML
 model: {init: official, n_layer: 1, n_embd: 64, head_size: 16,
-        vision: {kind: siglip, image_size: 32, patch: 8, width: 32, layers: 1, heads: 2, mlp: 64},
+        vision: {kind: siglip, image_size: 32, patch: 8, width: 32, layers: 1, heads: 4, mlp: 64},
         projector: {kind: conv_mlp, conv_kernel: 3, conv_stride: 2, ratio: 2}}
 data: {train: $WORK/data/digits_qa/train, tokenizer: bytes}
 train: {stage: 2, ctx_len: 128, micro_batch: 4, max_steps: 20, lr: 1.0e-3,
