@@ -91,6 +91,24 @@ static void target_dims(const RWKV7Config* m, AdapterTarget t, int* in, int* out
 
 static int dim_ffn(const RWKV7Config* m) { return m->dim_ffn > 0 ? m->dim_ffn : 4 * m->n_embd; }
 
+// 1 for the targets whose weight rows (outputs) a tensor-parallel backbone splits; the others (att.output,
+// ffn.value) have their columns (inputs) split.
+static int column_parallel(AdapterTarget t) { return t != ADAPT_ATT_OUTPUT && t != ADAPT_FFN_VALUE; }
+
+// in and out features of target t on this rank (the whole linear without tensor parallelism).
+static void local_dims(const Adapter* a, AdapterTarget t, int* in, int* out) {
+    target_dims(&a->model, t, in, out);
+    if (column_parallel(t)) *out /= a->tp_size;
+    else *in /= a->tp_size;
+}
+
+// Tensor-parallel roles of a new spec: sliced along dim, or (dim < 0) replicated with partial gradients.
+static void tp_role(const Adapter* a, TensorSpec* s, int dim) {
+    if (a->tp_size == 1) return;
+    s->tp_dim = dim;
+    s->tp_partial = dim < 0;
+}
+
 int adapter_config_check(const AdapterConfig* c, const RWKV7Config* model, Error* e) {
     int C = model->n_embd, F = dim_ffn(model);
     if (c->kind < ADAPTER_BONE || c->kind > ADAPTER_LORA)
@@ -135,12 +153,13 @@ static void build_table(Adapter* a) {
     for (int l = 0; l < a->model.n_layer; l++)
         for (int t = 0; t < ADAPTER_N_TARGETS; t++) {
             if (a->slot_index[t] < 0) continue;
-            int in, out;
-            target_dims(&a->model, (AdapterTarget)t, &in, &out);
+            int in, out, col = column_parallel((AdapterTarget)t);
+            local_dims(a, (AdapterTarget)t, &in, &out);
             TensorSpec* s;
             if (c->kind == ADAPTER_BONE) {
                 int64_t shape[2] = {c->r, out};
                 s = param_table_add(&a->table, 2, shape, "blocks.%d.%s.bone", l, TARGET_NAMES[t]);
+                tp_role(a, s, col ? 1 : -1);
             } else if (c->kind == ADAPTER_BAT) {
                 int64_t shape[3] = {in / c->r, c->r, c->r};
                 s = param_table_add(&a->table, 3, shape, "blocks.%d.%s.bat", l, TARGET_NAMES[t]);
@@ -148,7 +167,9 @@ static void build_table(Adapter* a) {
                 int64_t shape_a[2] = {c->r, in}, shape_b[2] = {out, c->r};
                 s = param_table_add(&a->table, 2, shape_a, "blocks.%d.%s.lora_A", l, TARGET_NAMES[t]);
                 s->layer = l;
+                tp_role(a, s, col ? -1 : 1);
                 s = param_table_add(&a->table, 2, shape_b, "blocks.%d.%s.lora_B", l, TARGET_NAMES[t]);
+                tp_role(a, s, col ? 0 : -1);
             }
             s->layer = l;
         }
@@ -165,11 +186,29 @@ static void build_eye(Adapter* a) {
 }
 
 Adapter* adapter_create(const AdapterConfig* c, const RWKV7Config* model, Backend* be, Error* e) {
-    if (adapter_config_check(c, model, e) != 0) return NULL;
+    return adapter_create_tp(c, model, 1, be, e);
+}
+
+// Whether the adapter can be split over tp_size ranks; 0 or -1 with e filled.
+static int check_tp(const AdapterConfig* c, const RWKV7Config* model, int tp_size, Error* e) {
+    if (tp_size == 1) return 0;
+    if (c->kind == ADAPTER_BAT)
+        return errorf(e, "model.adapter.kind bat is not supported with parallel.tp > 1: use bone or lora, or tp 1");
+    int C = model->n_embd, F = dim_ffn(model);
+    if (c->kind == ADAPTER_BONE && ((C / tp_size) % c->r != 0 || (F / tp_size) % c->r != 0))
+        return errorf(e, "bone adapter r %d with parallel.tp %d: r must divide n_embd / tp = %d and dim_ffn / tp = %d "
+                         "(the segmented sums are split with the linears' inputs): lower r or tp",
+                      c->r, tp_size, C / tp_size, F / tp_size);
+    return 0;
+}
+
+Adapter* adapter_create_tp(const AdapterConfig* c, const RWKV7Config* model, int tp_size, Backend* be, Error* e) {
+    if (adapter_config_check(c, model, e) != 0 || check_tp(c, model, tp_size, e) != 0) return NULL;
     Adapter* a = xcalloc(1, sizeof *a);
     a->cfg = *c;
     a->model = *model;
     a->model.dim_ffn = dim_ffn(model);
+    a->tp_size = tp_size;
     a->be = be;
     for (int t = 0; t < ADAPTER_N_TARGETS; t++) a->slot_index[t] = (c->targets & (1u << t)) ? a->n_targets++ : -1;
     param_table_init(&a->table);
@@ -224,7 +263,7 @@ static size_t max_weight(const Adapter* a) {
     for (int t = 0; t < ADAPTER_N_TARGETS; t++) {
         if (a->slot_index[t] < 0) continue;
         int in, out;
-        target_dims(&a->model, (AdapterTarget)t, &in, &out);
+        local_dims(a, (AdapterTarget)t, &in, &out);
         if ((size_t)in * out > m) m = (size_t)in * out;
     }
     return m;
@@ -339,7 +378,7 @@ void adapter_forward(const Adapter* a, float* mem, int N, int with_backward, int
     if (a->slot_index[t] < 0) return;
     const AdapterSlot* s = &a->slots[layer * ADAPTER_N_TARGETS + t];
     int in, out;
-    target_dims(&a->model, t, &in, &out);
+    local_dims(a, t, &in, &out);
     float* saved = saved_rows(a, mem, N, with_backward, layer, t);
     if (a->cfg.kind == ADAPTER_BONE) bone_forward(a, s, saved, y, x, N, in, out);
     else if (a->cfg.kind == ADAPTER_LORA) lora_forward(a, s, saved, y, x, N, in, out);
@@ -351,7 +390,7 @@ void adapter_backward(const Adapter* a, float* mem, int N, int layer, AdapterTar
     if (a->slot_index[t] < 0) return;
     const AdapterSlot* s = &a->slots[layer * ADAPTER_N_TARGETS + t];
     int in, out;
-    target_dims(&a->model, t, &in, &out);
+    local_dims(a, t, &in, &out);
     float *saved = saved_rows(a, mem, N, 1, layer, t), *scratch = backward_scratch(a, mem, N);
     if (a->cfg.kind == ADAPTER_BONE) bone_backward(a, s, saved, scratch, dx, dy, N, in, out);
     else if (a->cfg.kind == ADAPTER_LORA) lora_backward(a, s, saved, scratch, dx, dy, x, N, in, out);
@@ -389,6 +428,8 @@ static int same_model(const RWKV7Config* x, const RWKV7Config* y) {
 }
 
 int adapter_merge(const Adapter* a, RWKV7* m, Error* e) {
+    if (a->tp_size != 1)
+        return errorf(e, "cannot merge a tensor-parallel slice of an adapter: merge the whole model (a checkpoint)");
     if (!same_model(&a->model, &m->cfg))
         return errorf(e, "cannot merge: the adapter was built for n_layer %d, n_embd %d, dim_ffn %d, the model has "
                       "n_layer %d, n_embd %d, dim_ffn %d", a->model.n_layer, a->model.n_embd, a->model.dim_ffn,

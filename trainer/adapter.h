@@ -22,6 +22,13 @@
 // Targets (RWKV-PEFT's default: all six dense projections of RWKV-7): att.receptance, att.key, att.value,
 // att.output (C -> C), ffn.key (C -> F), ffn.value (F -> C). No dropout.
 //
+// Tensor parallelism (adapter_create_tp with P > 1 slices of the backbone, trainer/rwkv7.h): an adapter shards
+// with the linear it adapts. Column-parallel targets (att.receptance/key/value, ffn.key: W's rows split) hold
+// their slice of Bone D (columns) and LoRA B (rows); LoRA A is replicated with partial gradients. Row-parallel
+// targets (att.output, ffn.value: W's columns split) hold their slice of LoRA A (columns); Bone D and LoRA B are
+// replicated with partial gradients (the adapter's term joins the linear's partial product, which the
+// backbone sums over the group). Bone on a row-parallel target needs the slice width to be a multiple of r;
+// Bat is not supported with P > 1. Specs carry tp_dim / tp_partial (params.h).
 // Contract (the module contract of the multimodal model, trainer/params.h):
 // - The adapter owns no parameter memory: adapter_create builds a->table; adapter_bind points it at caller
 //   memory (grads NULL = frozen adapter: no adapter gradients, activation gradients still flow).
@@ -80,6 +87,7 @@ typedef struct Adapter {
     int slot_index[ADAPTER_N_TARGETS];  // target -> index among the enabled ones (-1: not adapted)
     float* eye;                   // (eye_rows, r) stacked identity E[o][k] = (o % r == k), be memory, owned
     int eye_rows;
+    int tp_size;                  // tensor-parallel slices of the adapted linears (1: none)
 } Adapter;
 
 // Names: kind "none" "bone" "bat" "lora"; targets as in the table ("att.key").
@@ -102,6 +110,9 @@ size_t adapter_param_count(const AdapterConfig* c, const RWKV7Config* model);
 
 // Builds the table (no parameters allocated). Returns NULL with e filled on a bad config (kind NONE too).
 Adapter* adapter_create(const AdapterConfig* c, const RWKV7Config* model, Backend* be, Error* e);
+// The same for one rank of a backbone split over tp_size tensor-parallel ranks (see above); NULL with e filled
+// when the kind or r cannot be split that way.
+Adapter* adapter_create_tp(const AdapterConfig* c, const RWKV7Config* model, int tp_size, Backend* be, Error* e);
 void adapter_free(Adapter* a);
 // Views into caller memory of a->table.n_params floats; grads NULL = frozen.
 void adapter_bind(Adapter* a, float* params, float* grads);

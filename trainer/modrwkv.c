@@ -68,7 +68,7 @@ static int make_adapter(ModRWKV* m, const AdapterYConfig* y, Error* e) {
     c.r = y->r;
     c.alpha = y->alpha;
     if (adapter_parse_targets(y->targets, &c.targets, "model.adapter.targets", e) != 0) return -1;
-    m->adapter = adapter_create(&c, &m->lm->cfg, m->be, e);
+    m->adapter = adapter_create_tp(&c, &m->lm->cfg, m->lm->tp_size, m->be, e);
     return m->adapter ? 0 : -1;
 }
 
@@ -133,10 +133,6 @@ fail:
 }
 
 ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Error* e) {
-    if (full->adapter) {
-        errorf(e, "model.adapter with parallel.tp > 1 is not supported yet: train adapters data-parallel (parallel.tp: 1)");
-        return NULL;
-    }
     RWKV7* lm = rwkv7_create_tp(&full->lm->cfg, full->be, tp, e);
     if (!lm) return NULL;
     lm->has_block0_vres = full->lm->has_block0_vres;

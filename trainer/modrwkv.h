@@ -64,7 +64,8 @@ void modrwkv_free(ModRWKV* m);
 // Tensor parallelism: a model holding this rank's slice of full's backbone (rwkv7_create_tp over the group tp)
 // and of its ViT / Whisper layers (trainer/transformer.h; their embeddings, the WaveNet encoder and the
 // projectors are replicated on every tp rank), every value copied from full
-// (sharding/tensor_parallel.h); full is left as it is. An adapter with tp > 1 is not supported (error).
+// (sharding/tensor_parallel.h); full is left as it is. A Bone / LoRA adapter is split with the linears it
+// adapts (trainer/adapter.h; Bat is an error).
 // Returns NULL with e filled.
 ModRWKV* modrwkv_shard(const ModRWKV* full, const ModelConfig* mc, Comm* tp, Error* e);
 // Loads a model file: a native checkpoint rebuilds the stored configuration's modules (encoders,

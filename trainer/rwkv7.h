@@ -28,7 +28,8 @@
 //     (logits never gathered). Replicated tensors with tp_partial set (the mixes, the LoRA first matrices)
 //     get partial gradients that the caller sums over the group (sharding/tensor_parallel.h). Specs carry
 //     tp_dim/tp_partial; the residual stream (B, T, C) is full and identical on every rank. With tp = 1 the
-//     model is the plain one, bit for bit. Adapters are not supported with tp > 1.
+//     model is the plain one, bit for bit. An attached adapter must be built for the same split
+//     (adapter_create_tp): its term joins each linear's (partial) product.
 //   * m->adapter (trainer/adapter.h, not owned, NULL = none) is applied inside the six adapted linears
 //     (att.receptance/key/value/output, ffn.key/value) in forward and backward, in every mode; its
 //     activation memory lives in the acts arena, so attach the adapter BEFORE rwkv7_acts_create.

@@ -59,6 +59,16 @@ run "$WORK/tp.yaml" 0 1 "$dir" --stop-at-step 10
 run "$WORK/tp.yaml" 4 4 "$dir" --resume auto
 check "a single-process checkpoint resumes under tp4 on the same curve" compare "$WORK/one" "$dir" 11
 
+# stage-2 adapters split with the linears they adapt (base weights frozen): Bone and LoRA under tp2 and tp4
+for kind in bone lora; do
+    A=(--set model.adapter.kind=$kind --set model.adapter.r=16 --set train.stage=2 --set train.trainable=adapter)
+    run "$WORK/tp.yaml" 0 1 "$WORK/$kind-one" "${A[@]}"
+    for tp in 2 4; do
+        run "$WORK/tp.yaml" $tp $tp "$WORK/$kind-tp$tp" "${A[@]}"
+        check "$kind adapter (stage 2), tp$tp: same losses and weights as one process" compare "$WORK/$kind-one" "$WORK/$kind-tp$tp"
+    done
+done
+
 # sharded checkpoints (parallel.sharded_checkpoints): every rank writes its share, rank 0 the index last; a
 # tp2 x dp2 ZeRO-1 one resumes under dp4 and under one rank on the same curve
 for target in dp4 one; do
