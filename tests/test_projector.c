@@ -25,11 +25,11 @@ typedef struct Case {
 } Case;
 
 static const Case CASES[] = {
-    {"linear", {PROJ_LINEAR, D_ENC, C, 0, 0, 0}},
-    {"mlp", {PROJ_MLP, D_ENC, C, 2, 0, 0}},
-    {"conv_mlp_k3s2", {PROJ_CONV_MLP, D_ENC, C, 2, 3, 2}},
-    {"conv_mlp_k5s4", {PROJ_CONV_MLP, D_ENC, C, 4, 5, 4}},
-    {"pool_mlp_s3", {PROJ_POOL_MLP, D_ENC, C, 2, 0, 3}},
+    {"linear", {PROJ_LINEAR, D_ENC, C, 0, 0, 0, NULL}},
+    {"mlp", {PROJ_MLP, D_ENC, C, 2, 0, 0, NULL}},
+    {"conv_mlp_k3s2", {PROJ_CONV_MLP, D_ENC, C, 2, 3, 2, NULL}},
+    {"conv_mlp_k5s4", {PROJ_CONV_MLP, D_ENC, C, 4, 5, 4, NULL}},
+    {"pool_mlp_s3", {PROJ_POOL_MLP, D_ENC, C, 2, 0, 3, NULL}},
 };
 
 static const NamedTensor* ref_tensor(const TensorSet* s, const char* case_name, const char* name) {
@@ -216,7 +216,7 @@ static int check_frozen_and_inference(Fixture* f) {
 
 // The paper's Table 7: 577 tokens -> 288 / 192 / 144 with (k, s) = (3,2) / (4,3) / (5,4).
 static int check_token_counts(void) {
-    ProjectorConfig c = {PROJ_CONV_MLP, 768, 2048, 4, 3, 2};
+    ProjectorConfig c = {PROJ_CONV_MLP, 768, 2048, 4, 3, 2, NULL};
     int t32 = projector_out_tokens(&c, 577), t32_576 = projector_out_tokens(&c, 576);
     c.k = 4, c.s = 3;
     int t43 = projector_out_tokens(&c, 577);
@@ -230,7 +230,7 @@ static int check_token_counts(void) {
                           t32 == 288 && t43 == 192 && t54 == 144, detail);
     fail += check_true("576 tokens with (3,2) -> 287; the later (6,5) conv -> 115 per tile",
                        t32_576 == 287 && t65 == 115, NULL);
-    ProjectorConfig pool = {PROJ_POOL_MLP, 768, 2048, 4, 0, 2}, mlp = {PROJ_MLP, 768, 2048, 4, 0, 0};
+    ProjectorConfig pool = {PROJ_POOL_MLP, 768, 2048, 4, 0, 2, NULL}, mlp = {PROJ_MLP, 768, 2048, 4, 0, 0, NULL};
     fail += check_true("pool_mlp s 2: 577 -> 288; mlp and linear keep 577", projector_out_tokens(&pool, 577) == 288 &&
                        projector_out_tokens(&mlp, 577) == 577, NULL);
     fail += check_true("out_dim is n_embd", projector_out_dim(&mlp) == 2048, NULL);
@@ -238,8 +238,8 @@ static int check_token_counts(void) {
 }
 
 static int check_param_counts(void) {
-    ProjectorConfig lin = {PROJ_LINEAR, 768, 2048, 0, 0, 0}, mlp = {PROJ_MLP, 768, 2048, 4, 0, 0};
-    ProjectorConfig conv = {PROJ_CONV_MLP, 768, 2048, 4, 3, 2}, pool = {PROJ_POOL_MLP, 768, 2048, 4, 0, 2};
+    ProjectorConfig lin = {PROJ_LINEAR, 768, 2048, 0, 0, 0, NULL}, mlp = {PROJ_MLP, 768, 2048, 4, 0, 0, NULL};
+    ProjectorConfig conv = {PROJ_CONV_MLP, 768, 2048, 4, 3, 2, NULL}, pool = {PROJ_POOL_MLP, 768, 2048, 4, 0, 2, NULL};
     size_t n_mlp = 768u * 8192 + 8192 + 8192u * 2048 + 2048 + 2 * 2048;
     int fail = check_true("linear 768 -> 2048: 768*2048 + 2048 parameters",
                           projector_n_params(&lin) == 768u * 2048 + 2048, NULL);
@@ -290,20 +290,20 @@ static int check_rejections(Backend* be) {
                        projector_kind_parse("pool_mlp", &kind, &e) == 0 && kind == PROJ_POOL_MLP &&
                            strcmp(projector_kind_name(PROJ_CONV_MLP), "conv_mlp") == 0,
                        e.msg);
-    ProjectorConfig c = {PROJ_MLP, 768, 2048, 0, 0, 0};
+    ProjectorConfig c = {PROJ_MLP, 768, 2048, 0, 0, 0, NULL};
     fail += expect_reject("mlp with ratio 0", projector_config_check(&c, &e), &e, "ratio 0", NULL);
     fail += check_true("projector_create rejects it too", projector_create(&c, be, &e) == NULL, NULL);
-    c = (ProjectorConfig){PROJ_CONV_MLP, 768, 2048, 4, 0, 2};
+    c = (ProjectorConfig){PROJ_CONV_MLP, 768, 2048, 4, 0, 2, NULL};
     fail += expect_reject("conv_mlp with k 0", projector_config_check(&c, &e), &e, "k = 0", NULL);
-    c = (ProjectorConfig){PROJ_POOL_MLP, 768, 2048, 4, 0, 0};
+    c = (ProjectorConfig){PROJ_POOL_MLP, 768, 2048, 4, 0, 0, NULL};
     fail += expect_reject("pool_mlp with s 0", projector_config_check(&c, &e), &e, "s = 0", NULL);
-    c = (ProjectorConfig){PROJ_LINEAR, 0, 2048, 0, 0, 0};
+    c = (ProjectorConfig){PROJ_LINEAR, 0, 2048, 0, 0, 0, NULL};
     fail += expect_reject("linear with d_enc 0", projector_config_check(&c, &e), &e, "d_enc 0", NULL);
-    c = (ProjectorConfig){PROJ_CONV_MLP, 768, 2048, 4, 5, 4};
+    c = (ProjectorConfig){PROJ_CONV_MLP, 768, 2048, 4, 5, 4, NULL};
     fail +=
         expect_reject("4 tokens into a (5,4) conv", projector_check_input(&c, 4, &e), &e, "4 input tokens", "k = 5");
     fail += check_true("... and it reports 0 output tokens", projector_out_tokens(&c, 4) == 0, NULL);
-    c = (ProjectorConfig){PROJ_POOL_MLP, 768, 2048, 4, 0, 3};
+    c = (ProjectorConfig){PROJ_POOL_MLP, 768, 2048, 4, 0, 3, NULL};
     fail += expect_reject("2 tokens into a pool of 3", projector_check_input(&c, 2, &e), &e, "2 input tokens", "s = 3");
     return fail;
 }

@@ -62,8 +62,8 @@ int modrwkv_default_trainable(const ModelConfig* mc, int stage);
 ModRWKV* modrwkv_create(RWKV7* lm, const ModelConfig* mc, uint64_t seed, Error* e);
 void modrwkv_free(ModRWKV* m);
 // Tensor parallelism: a model holding this rank's slice of full's backbone (rwkv7_create_tp over the group tp)
-// and of its ViT / Whisper layers (trainer/transformer.h; their embeddings, the WaveNet encoder and the
-// projectors are replicated on every tp rank), every value copied from full
+// and of its ViT / Whisper layers (trainer/transformer.h) and mlp projectors (trainer/projector.h; the
+// encoders' embeddings, the WaveNet encoder and linear projectors are replicated), every value copied from full
 // (sharding/tensor_parallel.h); full is left as it is. A Bone / LoRA adapter is split with the linears it
 // adapts (trainer/adapter.h; Bat is an error).
 // Returns NULL with e filled.

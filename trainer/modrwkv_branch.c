@@ -11,7 +11,8 @@ Modality branch_modality(MediaKind kind) {
     return MOD_TS;
 }
 
-static int make_projector(Branch* br, const ModelConfig* mc, int enc_dim, int n_embd, Backend* be, Error* e) {
+static int make_projector(Branch* br, const ModelConfig* mc, int enc_dim, int n_embd, Backend* be, Comm* tp,
+                          Error* e) {
     const ProjectorYConfig* p = &mc->projector;
     memset(&br->pcfg, 0, sizeof br->pcfg);
     if (projector_kind_parse(p->kind, &br->pcfg.kind, e) != 0) return -1;
@@ -20,6 +21,7 @@ static int make_projector(Branch* br, const ModelConfig* mc, int enc_dim, int n_
     br->pcfg.ratio = p->ratio;
     br->pcfg.k = p->conv_kernel;
     br->pcfg.s = br->pcfg.kind == PROJ_POOL_MLP ? p->pool : p->conv_stride;
+    br->pcfg.tp = tp;
     br->proj = projector_create(&br->pcfg, be, e);
     return br->proj ? 0 : -1;
 }
@@ -83,7 +85,7 @@ Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* 
     int dim = mod == MOD_VISION ? make_vision(br, &mc->vision, be, tp, e)
             : mod == MOD_AUDIO  ? make_audio(br, &mc->audio, be, tp, e)
                                 : make_ts(br, &mc->ts, be, e);
-    if (dim > 0 && make_projector(br, mc, dim, n_embd, be, e) == 0) return br;
+    if (dim > 0 && make_projector(br, mc, dim, n_embd, be, tp, e) == 0) return br;
     char tmp[sizeof e->msg];
     memcpy(tmp, e->msg, sizeof tmp);
     errorf(e, "model.%s: %.900s", br->name, tmp);

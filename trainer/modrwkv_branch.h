@@ -36,8 +36,8 @@ struct Branch {
 };
 
 Modality branch_modality(MediaKind kind);
-// tp: the tensor-parallel group the ViT / Whisper layers are split over (NULL: none; WaveNet and the projector
-// are replicated).
+// tp: the tensor-parallel group the ViT / Whisper layers and the mlp projectors are split over (NULL: none;
+// WaveNet and the linear projector are replicated).
 Branch* branch_create(Modality mod, const ModelConfig* mc, int n_embd, Backend* be, Comm* tp, Error* e);
 void branch_free(Branch* br);
 const ParamTable* branch_encoder_table(const Branch* br);

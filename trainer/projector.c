@@ -15,6 +15,13 @@ enum { N_KINDS = 4 };
 
 static int has_mlp(const ProjectorConfig* c) { return c->kind != PROJ_LINEAR; }
 
+// Tensor-parallel ranks of the mlp's hidden layer (1: none, and always for the linear kind).
+static int tp_size(const ProjectorConfig* c) { return c->tp && has_mlp(c) ? comm_size(c->tp) : 1; }
+
+static void tp_sum(const ProjectorConfig* c, float* x, size_t n) {
+    if (tp_size(c) > 1) comm_all_reduce(c->tp, x, n, COMM_SUM);
+}
+
 // ---------------------------------------------------------------------------------------------- config
 int projector_kind_parse(const char* name, ProjectorKind* kind, Error* e) {
     for (int i = 0; i < N_KINDS; i++)
@@ -43,6 +50,9 @@ int projector_config_check(const ProjectorConfig* c, Error* e) {
                          "(4,3), (5,4))", c->k, c->s);
     if (c->kind == PROJ_POOL_MLP && c->s < 1)
         return errorf(e, "projector pool_mlp: pooling window s = %d must be >= 1", c->s);
+    if (has_mlp(c) && (c->ratio * c->n_embd) % tp_size(c) != 0)
+        return errorf(e, "projector hidden size %d (ratio %d x n_embd %d) does not split over parallel.tp = %d ranks",
+                      c->ratio * c->n_embd, c->ratio, c->n_embd, tp_size(c));
     return 0;
 }
 
@@ -68,7 +78,8 @@ int projector_out_dim(const ProjectorConfig* c) { return c->n_embd; }
 
 // ---------------------------------------------------------------------------------------------- parameters
 static void build_table(const ProjectorConfig* c, ParamTable* t) {
-    int64_t D = c->d_enc, C = c->n_embd, H = (int64_t)c->ratio * c->n_embd;
+    const int P = tp_size(c), split = P > 1 ? 0 : -1, cols = P > 1 ? 1 : -1;
+    int64_t D = c->d_enc, C = c->n_embd, H = (int64_t)c->ratio * c->n_embd / P;
     param_table_init(t);
     if (c->kind == PROJ_LINEAR) {
         param_table_add(t, 2, (int64_t[]){C, D}, "proj.weight");
@@ -76,9 +87,9 @@ static void build_table(const ProjectorConfig* c, ParamTable* t) {
         return;
     }
     if (c->kind == PROJ_CONV_MLP) param_table_add(t, 3, (int64_t[]){D, D, c->k}, "conv.weight");
-    param_table_add(t, 2, (int64_t[]){H, D}, "proj.0.weight");
-    param_table_add(t, 1, (int64_t[]){H}, "proj.0.bias");
-    param_table_add(t, 2, (int64_t[]){C, H}, "proj.2.weight");
+    param_table_add(t, 2, (int64_t[]){H, D}, "proj.0.weight")->tp_dim = split;
+    param_table_add(t, 1, (int64_t[]){H}, "proj.0.bias")->tp_dim = split;
+    param_table_add(t, 2, (int64_t[]){C, H}, "proj.2.weight")->tp_dim = cols;
     param_table_add(t, 1, (int64_t[]){C}, "proj.2.bias");
     param_table_add(t, 1, (int64_t[]){C}, "pre_norm.weight");
     param_table_add(t, 1, (int64_t[]){C}, "pre_norm.bias");
@@ -113,7 +124,7 @@ Projector* projector_create(const ProjectorConfig* c, Backend* be, Error* e) {
     if (projector_config_check(c, e) != 0) return NULL;
     Projector* p = xcalloc(1, sizeof *p);
     p->cfg = *c;
-    p->hidden = has_mlp(c) ? c->ratio * c->n_embd : 0;
+    p->hidden = has_mlp(c) ? c->ratio * c->n_embd / tp_size(c) : 0;
     p->be = be;
     build_table(c, &p->table);
     return p;
@@ -219,7 +230,13 @@ static void mlp_forward(Projector* p, ProjectorActs* a, const float* xin, int N)
     int D = p->cfg.d_enc, C = p->cfg.n_embd, H = p->hidden;
     dense_forward(be, a->h1, xin, P->w1, P->b1, N, D, H, 0.0f);                                   // (N, H)
     be->k.relu_forward(be, a->a1, a->h1, (size_t)N * H);
-    dense_forward(be, a->h, a->a1, P->w2, P->b2, N, H, C, 0.0f);                                  // (N, C)
+    if (tp_size(&p->cfg) == 1) {
+        dense_forward(be, a->h, a->a1, P->w2, P->b2, N, H, C, 0.0f);                              // (N, C)
+    } else {  // the ranks' hidden units each give a part of h: summed, then the bias
+        dense_forward(be, a->h, a->a1, P->w2, NULL, N, H, C, 0.0f);
+        tp_sum(&p->cfg, a->h, (size_t)N * C);
+        be->k.bias_add(be, a->h, P->b2, N, C);
+    }
     be->k.layernorm_forward(be, a->ln, a->ln_mean, a->ln_rstd, a->h, P->ln_w, P->ln_b, N, C, LN_EPS);
     be->k.copy(be, a->out, a->h, (size_t)N * C);
     be->k.axpy(be, a->out, 1.0f, a->ln, (size_t)N * C);
@@ -257,6 +274,7 @@ static void mlp_backward(Projector* p, ProjectorActs* a, const float* dout, floa
     dense_backward(be, a->da1, G->w2, G->b2, a->dh, a->a1, P->w2, N, H, C, 0.0f);        // (N, H)
     be->k.relu_backward(be, a->dh1, a->da1, a->a1, (size_t)N * H);
     dense_backward(be, dxin, G->w1, G->b1, a->dh1, a->xin, P->w1, N, D, H, 0.0f);        // (N, D)
+    if (dxin) tp_sum(&p->cfg, dxin, (size_t)N * D);  // each rank's hidden units contribute to it
 }
 
 void projector_backward(Projector* p, ProjectorActs* a, const float* dout, float* dinput) {

@@ -16,12 +16,17 @@
 //   ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform a = sqrt(5)), fan_in = in features (x k for the
 //   conv); LayerNorm weight 1, bias 0. One trainer/rng.h stream seeded with `seed`, tensors in buffer order.
 // - All compute goes through be->k (gemm, bias, relu, layernorm, im2col1d/col2im1d, avgpool1d).
+// - Tensor parallelism (cfg.tp, a group of P ranks; NULL = none): the mlp kinds split the hidden layer (proj.0
+//   rows and bias, proj.2 columns: H/P units per rank) and sum proj.2's partial products over the group before
+//   its bias; the conv, the LayerNorm and proj.2's bias are replicated; the input gradient is summed over the
+//   group. The linear kind is replicated. Input and output are full and identical on every rank.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/common.h"
 #include "kernels/kernels.h"
+#include "sharding/comm.h"
 #include "trainer/params.h"
 #include "trainer/tensorset.h"
 
@@ -33,6 +38,7 @@ typedef struct ProjectorConfig {
     int n_embd;   // C: backbone embedding size
     int ratio;    // mlp hidden size H = ratio * C (the paper sweeps 2, 4, 8)
     int k, s;     // conv_mlp: kernel and stride over tokens; pool_mlp: pooling window s
+    Comm* tp;     // tensor-parallel group (not owned); NULL: none
 } ProjectorConfig;
 
 // "linear", "mlp", "conv_mlp", "pool_mlp" -> kind; -1 with a message listing them otherwise.
@@ -57,7 +63,7 @@ typedef struct ProjectorParams {
 
 typedef struct Projector {
     ProjectorConfig cfg;
-    int hidden;                    // H (0 for linear)
+    int hidden;                    // H on this rank (H / P under tensor parallelism; 0 for linear)
     Backend* be;
     ParamTable table;
     float* params_base;

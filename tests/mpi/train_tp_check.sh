@@ -100,7 +100,7 @@ expect_error "a sharded checkpoint missing a rank's file" "rank-00002.safetensor
     "$MODRWKV" inspect "$S/step-00000010.shards"
 
 # stage 2 on multimodal batches (the paper's stage 2: a frozen ViT encoder, its layers split over the tp ranks
-# too, and the conv projector and the backbone trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
+# too, and the conv projector (its MLP hidden layer split) and the backbone trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
 # in exact arithmetic, so Adam turns rounding noise into lr-sized steps that differ between any two layouts.)
 "$MODRWKV" data demo --out "$WORK/data" --tokenizer bytes > /dev/null 2>&1
 cat > "$WORK/mm.yaml" <<YAML
