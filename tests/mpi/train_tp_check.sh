@@ -99,9 +99,10 @@ mv "$S/step-00000010.shards/rank-00002.safetensors" "$WORK/"
 expect_error "a sharded checkpoint missing a rank's file" "rank-00002.safetensors" \
     "$MODRWKV" inspect "$S/step-00000010.shards"
 
-# stage 2 on multimodal batches (the paper's stage 2: a frozen ViT encoder, its layers split over the tp ranks
-# too, and the conv projector (its MLP hidden layer split) and the backbone trained). (Training the encoder too is not comparable this way: the gradient of its attention key bias is zero
-# in exact arithmetic, so Adam turns rounding noise into lr-sized steps that differ between any two layouts.)
+# stage 2 on multimodal batches (the paper's stage 2): a frozen ViT encoder with its layers split over the tp
+# ranks too, and the conv projector (its MLP hidden layer split) and the backbone trained. (Training the
+# encoder too is not comparable this way: the gradient of its attention key bias is zero in exact arithmetic,
+# so Adam turns rounding noise into lr-sized steps that differ between any two layouts.)
 "$MODRWKV" data demo --out "$WORK/data" --tokenizer bytes > /dev/null 2>&1
 cat > "$WORK/mm.yaml" <<YAML
 model: {init: official, n_layer: 1, n_embd: 64, head_size: 16,
