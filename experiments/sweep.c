@@ -611,27 +611,44 @@ static void log_end(int saved) {
     close(saved);
 }
 
-// Training (and evaluation) of one run, its output in <dir>/train.log.
-static int train_and_eval(const Sweep* s, const Config* c, const char* dir, Error* e) {
+// The step of the run's newest checkpoint (0 when there is none).
+static int newest_checkpoint_step(const Config* c) {
+    char* ckpt = checkpoint_latest(c->run_dir);
+    const char* name = ckpt ? strrchr(ckpt, '/') : NULL;
+    int step = 0;
+    if (!name || sscanf(name, "/step-%d", &step) != 1) step = 0;
+    free(ckpt);
+    return step;
+}
+
+// Training (and evaluation) of one run, its output in <dir>/train.log. A stop signal (SIGUSR1 before a Slurm
+// time limit, SIGTERM) ends training early with a checkpoint and success: *stopped_at then receives the step
+// (> 0) and the run is neither evaluated nor done.
+static int train_and_eval(const Sweep* s, const Config* c, const char* dir, int* stopped_at, Error* e) {
+    *stopped_at = 0;
     int saved = log_begin(dir, e);
     if (saved < 0) return -1;
     TrainOptions o = {.resume = "auto", .progress = 0};
     int rc = train_run(c, &o, e);
-    if (rc == 0 && s->eval_data) rc = evaluate_run(s, c, e);
+    int step = rc == 0 ? newest_checkpoint_step(c) : 0;
+    if (rc == 0 && step < c->train.max_steps) *stopped_at = step > 0 ? step : -1;
+    if (rc == 0 && !*stopped_at && s->eval_data) rc = evaluate_run(s, c, e);
     if (rc != 0) printf("error: %s\n", e->msg);
     log_end(saved);
     return rc;
 }
 
-static int run_one(const Sweep* s, const SweepRun* r, const char* dir, Error* e) {
+// One run: trained, evaluated and marked DONE; or stopped early by a signal (*stopped_at, see train_and_eval).
+static int run_one(const Sweep* s, const SweepRun* r, const char* dir, int* stopped_at, Error* e) {
     Config* c = xmalloc(sizeof *c);
+    *stopped_at = 0;
     int rc = sweep_run_config(s, r, c, e);
     if (rc == 0) rc = mkdir_p(dir, e);
     if (rc == 0) rc = write_sweep_json(s, r, dir, e);
-    if (rc == 0) rc = train_and_eval(s, c, dir, e);
+    if (rc == 0) rc = train_and_eval(s, c, dir, stopped_at, e);
     char done[CONFIG_PATH_MAX + 300];
     marker_path(dir, "DONE", done, sizeof done);
-    if (rc == 0) rc = write_file_atomic(done, "done\n", 5, e);
+    if (rc == 0 && !*stopped_at) rc = write_file_atomic(done, "done\n", 5, e);
     free(c);
     return rc;
 }
@@ -653,8 +670,14 @@ int sweep_run_all(const Sweep* s, FILE* log) {
         fprintf(log, "[%d/%d] %s: running in %s\n", i + 1, s->n_runs, r->id, dir);
         fflush(log);
         unlink(fail);
-        Error e;
-        if (run_one(s, r, dir, &e) == 0) {
+        Error e = {{0}};
+        int stopped_at = 0, rc = run_one(s, r, dir, &stopped_at, &e);
+        if (rc == 0 && stopped_at) {
+            fprintf(log, "[%d/%d] %s: stopped by a stop signal at step %d (checkpoint written); the sweep stops here: "
+                         "run it again (or let Slurm requeue it) to continue\n", i + 1, s->n_runs, r->id, stopped_at);
+            break;
+        }
+        if (rc == 0) {
             RunState st;
             read_run_state(dir, &st);
             fprintf(log, "[%d/%d] %s: done (step %d, loss %.4f, val_loss %.4f%s%s", i + 1, s->n_runs, r->id,

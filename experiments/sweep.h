@@ -29,7 +29,9 @@
 // training), eval.json (with eval:), DONE (written atomically after training and evaluation succeeded),
 // FAILED (the error of the last failed attempt).
 // sweep_run_all skips runs with DONE, resumes the others from their newest checkpoint (a killed sweep
-// continues where it stopped) and tries every run even when one fails.
+// continues where it stopped) and tries every run even when one fails. A run that a stop signal ends early
+// (SIGUSR1 before a Slurm time limit, SIGTERM: it checkpoints and stops) gets no DONE, and the sweep stops
+// there, to be continued by running it again (a requeued job).
 #pragma once
 #include <stdint.h>
 #include <stdio.h>

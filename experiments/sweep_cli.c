@@ -1,7 +1,9 @@
 // sweep_cli.c — the `modrwkv sweep` and `modrwkv config` commands (experiments/sweep.h).
-//   modrwkv sweep run SWEEP.yaml      every run in turn: done ones skipped, interrupted ones resumed
-//   modrwkv sweep status SWEEP.yaml   one line per run from the run directories
+//   modrwkv sweep run SWEEP.yaml [--index I]   every run in turn (or only run I of the expansion): done ones
+//                                     skipped, interrupted ones resumed
+//   modrwkv sweep status SWEEP.yaml   one line per run from the run directories (+ the Slurm queue when submitted)
 //   modrwkv sweep expand SWEEP.yaml   the run ids and their overrides, nothing run
+//   modrwkv sweep submit SWEEP.yaml [options]   a Slurm job array + report job (experiments/slurm_sweep.c)
 //   modrwkv config show FILE [--set key=value ...]   the resolved configuration (extends and overrides applied)
 //   modrwkv config schema                            every key with its type, default and meaning
 // Errors are one line on stderr ("modrwkv: error: ...") with exit status 1; `sweep run` exits 1 when a
@@ -10,17 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "experiments/slurm_submit.h"
 #include "experiments/sweep.h"
 #include "trainer/config.h"
 
 static const char* SWEEP_HELP =
-    "usage: modrwkv sweep run|status|expand SWEEP.yaml\n"
+    "usage: modrwkv sweep run|status|expand SWEEP.yaml | sweep run SWEEP.yaml --index I | sweep submit ...\n"
     "  run      run every run of the sweep one after another in runs_dir/<name>/<run-id>/: runs with a DONE\n"
     "           marker are skipped, interrupted ones resume from their newest checkpoint; a failed run does\n"
-    "           not stop the others (exit status 1 if any failed)\n"
+    "           not stop the others (exit status 1 if any failed). --index I runs only run I (0-based, in the\n"
+    "           order of `expand`), the same way (one element of a Slurm job array)\n"
     "  status   one line per run: id, state (done / partial step N of M / not started / failed), last\n"
-    "           training loss, validation loss, eval metric, parameters\n"
+    "           training loss, validation loss, eval metric, parameters; after `submit`, the Slurm state of\n"
+    "           the queued and running array elements (squeue)\n"
     "  expand   print the run ids and the overrides of each run without running anything\n"
+    "  submit   submit the sweep to Slurm as a job array and a report job (`modrwkv sweep submit --help`)\n"
     "The sweep file format is documented in experiments/sweep.h (name, base, runs_dir, set, grid, zip,\n"
     "random, eval); experiments/demo-sweep.yaml is an example.\n";
 
@@ -35,14 +41,41 @@ static int fail(const char* msg) {
     return 1;
 }
 
+// `sweep run SWEEP --index I`: run I alone, with the skip/resume behaviour of a whole sweep.
+static int run_index(const Sweep* s, const char* arg) {
+    char* end;
+    long i = strtol(arg, &end, 10);
+    Error e;
+    if (!*arg || *end || i < 0 || i >= s->n_runs) {
+        errorf(&e, "sweep %s: --index %s is not a run of the sweep (0 to %d; `modrwkv sweep expand` lists them in "
+                   "order)", s->name, arg, s->n_runs - 1);
+        return fail(e.msg);
+    }
+    char dir[CONFIG_PATH_MAX + 256];
+    sweep_run_dir(s, &s->runs[i], dir, sizeof dir);
+    Sweep one = *s;  // the same sweep restricted to run i
+    one.runs = &s->runs[i];
+    one.n_runs = 1;
+    printf("sweep %s: run %ld of %d (index %ld): %s\n", s->name, i + 1, s->n_runs, i, s->runs[i].id);
+    if (sweep_run_all(&one, stdout) > 0) {
+        errorf(&e, "sweep %s: run %s (index %ld) failed (its FAILED file and train.log in %s hold the error)", s->name,
+               s->runs[i].id, i, dir);
+        return fail(e.msg);
+    }
+    return 0;
+}
+
 int sweep_main(int argc, char** argv) {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(SWEEP_HELP, stdout);
         return 0;
     }
-    if (argc != 3 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "status") != 0 && strcmp(argv[1], "expand") != 0)) {
+    if (argc >= 2 && strcmp(argv[1], "submit") == 0) return sweep_submit_main(argc - 1, argv + 1);
+    int indexed = argc == 5 && strcmp(argv[1], "run") == 0 && strcmp(argv[3], "--index") == 0;
+    if ((argc != 3 && !indexed) ||
+        (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "status") != 0 && strcmp(argv[1], "expand") != 0)) {
         fputs(SWEEP_HELP, stderr);
-        return fail("sweep: expected `run`, `status` or `expand` and one sweep file");
+        return fail("sweep: expected `run`, `status`, `expand` or `submit` and one sweep file (`run` may take --index I)");
     }
     Sweep s;
     Error e;
@@ -56,6 +89,9 @@ int sweep_main(int argc, char** argv) {
     } else if (strcmp(argv[1], "status") == 0) {
         printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
         sweep_print_status(&s, stdout);
+        sweep_print_slurm_queue(&s, stdout);
+    } else if (indexed) {
+        rc = run_index(&s, argv[4]);
     } else {
         printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
         int failed = sweep_run_all(&s, stdout);

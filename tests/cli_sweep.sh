@@ -4,6 +4,8 @@
 # - running it again skips every run (the output says so);
 # - a run whose final checkpoint and DONE are removed (as if killed after step 2) resumes from step 2;
 # - a sweep killed with SIGKILL in the middle continues where it stopped and finishes every run;
+# - SIGUSR1 (Slurm's warning before a time limit) checkpoints the running run, which gets no DONE, and stops
+#   the sweep; running it again resumes that run;
 # - `sweep status` lists all runs with their state; each run dir has config.yaml, sweep.json, metrics.jsonl;
 # - `config show` of a file with extends prints the merged values, `config schema` lists the keys;
 # - bad sweep files are one-line errors naming file, line and key.
@@ -99,6 +101,27 @@ check "the rerun skips run 1, resumes run 2 from its checkpoint and finishes eve
              test \$(ls '$WORK'/runs/killed/*/DONE | wc -l) = 4"
 $S status "$WORK/cfg/killed.yaml" > "$WORK/status3.txt"
 check "status lists all 4 runs as done" test "$(grep -c ' done ' "$WORK/status3.txt")" = 4
+
+# ---- SIGUSR1 during the first run: checkpoint, no DONE, the sweep stops; the rerun resumes it
+sed -e 's/name: killed/name: usr1/' "$WORK/cfg/killed.yaml" > "$WORK/cfg/usr1.yaml"
+first=$($S expand "$WORK/cfg/usr1.yaml" | sed -n 1p | cut -d' ' -f1)
+$S run "$WORK/cfg/usr1.yaml" > "$WORK/usr1.txt" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+    [ -f "$WORK/runs/usr1/$first/checkpoints/step-00000010.safetensors" ] && break
+    kill -0 $pid 2> /dev/null || break
+    sleep 0.1
+done
+kill -USR1 $pid
+rc=0
+wait $pid || rc=$?
+cat "$WORK/usr1.txt"
+check "SIGUSR1: the sweep exits 0 after the running run's checkpoint, without DONE, and starts no other run" \
+    bash -c "test $rc = 0 && grep -q 'stopped by a stop signal at step' '$WORK/usr1.txt' && test ! -f '$WORK/runs/usr1/$first/DONE' && \
+             test \$(ls -d '$WORK'/runs/usr1/*/ | wc -l) = 1"
+$S run "$WORK/cfg/usr1.yaml" > "$WORK/usr1b.txt" 2>&1
+check "the rerun resumes the stopped run and finishes all 4" \
+    bash -c "grep -q 'resume: .*usr1/$first/' '$WORK/runs/usr1/$first/train.log' && test \$(ls '$WORK'/runs/usr1/*/DONE | wc -l) = 4"
 
 # ---- errors
 printf 'name: bad\nbase: base.yaml\ngrid:\n  train.lrr: [1]\n' > "$WORK/cfg/bad.yaml"

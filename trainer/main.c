@@ -15,6 +15,7 @@
 #include "experiments/demo.h"
 #include "experiments/eval.h"
 #include "experiments/report.h"
+#include "experiments/slurm_submit.h"
 #include "experiments/sweep.h"
 #include "trainer/adapter.h"
 #include "trainer/generate.h"
@@ -575,6 +576,7 @@ static const Command COMMANDS[] = {
     {"demo", demo_main, "the embedded end-to-end multimodal demo (CPU, no download)"},
     {"report", report_main, "compare the runs of a sweep: report.md + report.html"},
     {"sweep", sweep_main, "run a sweep of configs (run | status | expand SWEEP.yaml), skipping finished runs"},
+    {"slurm", slurm_main, "submit a (multi-node) training run to Slurm (submit CONFIG.yaml --nodes N ...)"},
     {"config", config_main, "show the resolved config (show FILE [--set k=v ...]) or list every key (schema)"},
 };
 

@@ -623,7 +623,6 @@ static int stop_requested(TrainRun* r) {
 
 static int loop(TrainRun* r, Error* e) {
     const TrainConfig* t = &r->cfg->train;
-    install_stop_signals();
     while (r->st.step < t->max_steps) {
         double t0 = now_seconds();
         float loss, lr;
@@ -658,6 +657,8 @@ int train_run(const Config* cfg, const TrainOptions* opt, Error* e) {
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
     r.opt = opt;
+    install_stop_signals();  // before the set-up, which can take long (model files, data): a signal then still
+                             // ends the run with a checkpoint after its first step
     int rc = setup(&r, e);
     if (rc == 0) {
         printf("run: %s (metrics.jsonl, checkpoints/), %d steps of %d x %d x %d tokens\n", cfg->run_dir,
