@@ -113,8 +113,7 @@ static char* absolute_run_dir(const char* dir, int dry_run, Error* e) {
 }
 
 
-// The launcher words of the template for --mpi.
-static void launcher_words(const char* mpi, char* out, size_t size) {
+void slurm_launcher_words(const char* mpi, char* out, size_t size) {
     if (strcmp(mpi, "mpirun") == 0) snprintf(out, size, "mpirun");
     else snprintf(out, size, "srun --mpi=%s --kill-on-bad-exit=1", mpi);
 }
@@ -129,7 +128,7 @@ static char* render_script(const SubmitOptions* o, const char* run_dir, const ch
     if (text && (!exe || !getcwd(cwd, sizeof cwd))) errorf(e, "cannot find this executable or the current directory");
     else if (text) {
         slurm_job_name("modrwkv-", run_dir, name, sizeof name);
-        launcher_words(o->res.mpi, launcher, sizeof launcher);
+        slurm_launcher_words(o->res.mpi, launcher, sizeof launcher);
         char *q_exe = slurm_shell_quote(exe), *q_cfg = slurm_shell_quote(config_path);
         char *q_run = slurm_shell_quote(run_dir), *q_cwd = slurm_shell_quote(cwd);
         SlurmResourceText t;

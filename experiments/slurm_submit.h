@@ -91,6 +91,9 @@ int slurm_run(char* const* argv, char** out, char** err, Error* e);
 int slurm_sbatch(const char* script, const char* const* extra, int n_extra, char* id, size_t id_size, Error* e);
 // The absolute path of the running executable (for the scripts), malloc'ed; NULL when unknown.
 char* slurm_self_exe(void);
+// The launcher words of the templates' LAUNCHER placeholder for --mpi: "srun --mpi=M --kill-on-bad-exit=1",
+// or "mpirun" (into out, size bytes).
+void slurm_launcher_words(const char* mpi, char* out, size_t size);
 // An absolute, normalised form of a path that exists (realpath), malloc'ed; NULL with e filled.
 char* slurm_absolute(const char* path, Error* e);
 

@@ -13,8 +13,9 @@
 #include "experiments/slurm_submit.h"
 
 static const char* SWEEP_SUBMIT_HELP =
-    "usage: modrwkv sweep submit SWEEP.yaml [--max-parallel K] [--gpus-per-node G] [--cpus-per-task C]\n"
-    "                            [--partition P] [--time T] [--account A] [--report | --no-report] [--dry-run]\n"
+    "usage: modrwkv sweep submit SWEEP.yaml [--max-parallel K] [--nodes N] [--gpus-per-node G]\n"
+    "                            [--tasks-per-node T] [--cpus-per-task C] [--partition P] [--time T] [--account A]\n"
+    "                            [--mpi pmix|pmi2|none|mpirun] [--report | --no-report] [--dry-run]\n"
     "Submits the sweep to Slurm as one job array, element I training run I of `modrwkv sweep expand`\n"
     "(`modrwkv sweep run SWEEP.yaml --index I`: finished runs are skipped, interrupted ones resume), and a\n"
     "report job that writes runs_dir/<name>/report.md once every element has ended (--dependency=afterany).\n"
@@ -22,7 +23,7 @@ static const char* SWEEP_SUBMIT_HELP =
     "runs_dir/<name>/slurm/. Prints both job ids.\n"
     "  --max-parallel K     at most K runs at once (--array=0-(N-1)%%K; default: no limit)\n"
     "%s"
-    "                       (each run trains as one process: --nodes and --tasks-per-node must stay 1)\n"
+    "                       (every element gets these resources: a run trains on all its N x T ranks)\n"
     "  --report, --no-report   submit the dependent report job (default) or not\n"
     "  --dry-run            print the two job scripts and the sbatch commands; create and submit nothing\n";
 
@@ -46,7 +47,7 @@ static int parse_options(int argc, char** argv, SweepSubmitOptions* o, Error* e)
         {"tasks-per-node", 1, 0, SLURM_OPT_TASKS}, {"cpus-per-task", 1, 0, SLURM_OPT_CPUS},
         {"partition", 1, 0, SLURM_OPT_PARTITION},  {"time", 1, 0, SLURM_OPT_TIME},
         {"account", 1, 0, SLURM_OPT_ACCOUNT},      {"signal-before", 1, 0, SLURM_OPT_SIGNAL_BEFORE},
-        {"max-parallel", 1, 0, 'k'}, {"report", 0, 0, 'r'}, {"no-report", 0, 0, 'R'}, {"dry-run", 0, 0, 'n'},
+        {"mpi", 1, 0, SLURM_OPT_MPI},              {"max-parallel", 1, 0, 'k'}, {"report", 0, 0, 'r'}, {"no-report", 0, 0, 'R'}, {"dry-run", 0, 0, 'n'},
         {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
     slurm_resources_default(&o->res);
     o->report = 1;
@@ -74,9 +75,6 @@ static int parse_options(int argc, char** argv, SweepSubmitOptions* o, Error* e)
     }
     if (optind != argc - 1) return errorf(e, "sweep submit: give exactly one SWEEP.yaml (see `modrwkv sweep submit --help`)");
     o->sweep = argv[optind];
-    if (o->res.nodes != 1 || slurm_tasks_per_node(&o->res) != 1)
-        return errorf(e, "sweep submit: each run of a sweep trains as one process (`modrwkv sweep run --index`), so "
-                         "--nodes and --tasks-per-node must be 1; submit a multi-rank run with `modrwkv slurm submit`");
     return slurm_resources_check(&o->res, e);
 }
 
@@ -119,7 +117,8 @@ static int render_scripts(const SweepSubmitOptions* o, const Sweep* s, const cha
     char cwd[PATH_MAX];
     int rc = -1;
     if (sweep_abs && exe && getcwd(cwd, sizeof cwd)) {
-        char log_dir[PATH_MAX + CONFIG_PATH_MAX], range[64], name_a[160], name_r[160];
+        char log_dir[PATH_MAX + CONFIG_PATH_MAX], range[64], name_a[160], name_r[160], launcher[96];
+        slurm_launcher_words(o->res.mpi, launcher, sizeof launcher);
         snprintf(log_dir, sizeof log_dir, "%s/slurm", dir);
         if (o->max_parallel > 0) snprintf(range, sizeof range, "0-%d%%%d", s->n_runs - 1, o->max_parallel);
         else snprintf(range, sizeof range, "0-%d", s->n_runs - 1);
@@ -131,7 +130,8 @@ static int render_scripts(const SweepSubmitOptions* o, const Sweep* s, const cha
         SlurmVar vars[20];
         int n = slurm_resource_vars(&o->res, &t, vars);
         const SlurmVar more[] = {{"ARRAY", range},       {"LOG_DIR", log_dir},  {"MODRWKV", q_exe}, {"SWEEP", q_sweep},
-                                 {"SWEEP_DIR", q_dir},   {"WORKDIR", q_cwd},    {"JOB_NAME", name_a}};
+                                 {"SWEEP_DIR", q_dir},   {"WORKDIR", q_cwd},    {"LAUNCHER", launcher},
+                                 {"JOB_NAME", name_a}};
         for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) vars[n++] = more[i];
         *array = slurm_template_render(text_a, t_array, vars, n, e);
         vars[n - 1].value = name_r;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "experiments/eval.h"
 #include "kernels/kernels.h"
+#include "sharding/comm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train.h"
 
@@ -624,36 +626,63 @@ static int newest_checkpoint_step(const Config* c) {
 // Training (and evaluation) of one run, its output in <dir>/train.log. A stop signal (SIGUSR1 before a Slurm
 // time limit, SIGTERM) ends training early with a checkpoint and success: *stopped_at then receives the step
 // (> 0) and the run is neither evaluated nor done.
-static int train_and_eval(const Sweep* s, const Config* c, const char* dir, int* stopped_at, Error* e) {
+// With several ranks (comm), every rank trains; rank 0 alone logs, evaluates and decides, and the others
+// take its outcome.
+static int train_and_eval(const Sweep* s, const Config* c, const char* dir, Comm* comm, int* stopped_at, Error* e) {
+    int lead = comm_rank(comm) == 0;
     *stopped_at = 0;
-    int saved = log_begin(dir, e);
-    if (saved < 0) return -1;
-    TrainOptions o = {.resume = "auto", .progress = 0};
+    int saved = lead ? log_begin(dir, e) : -2;
+    if (saved == -1) return -1;
+    TrainOptions o = {.resume = "auto", .progress = 0, .comm = comm_size(comm) > 1 ? comm : NULL};
     int rc = train_run(c, &o, e);
     int step = rc == 0 ? newest_checkpoint_step(c) : 0;
     if (rc == 0 && step < c->train.max_steps) *stopped_at = step > 0 ? step : -1;
-    if (rc == 0 && !*stopped_at && s->eval_data) rc = evaluate_run(s, c, e);
-    if (rc != 0) printf("error: %s\n", e->msg);
-    log_end(saved);
-    return rc;
+    if (lead && rc == 0 && !*stopped_at && s->eval_data) rc = evaluate_run(s, c, e);
+    if (lead && rc != 0) printf("error: %s\n", e->msg);
+    if (lead) log_end(saved);
+    int outcome[2] = {rc, *stopped_at};  // rank 0's
+    comm_broadcast(comm, outcome, sizeof outcome, 0);
+    if (outcome[0] != 0 && rc == 0) errorf(e, "rank %d: the run failed on rank 0 (its train.log holds the error)",
+                                           comm_rank(comm));
+    *stopped_at = outcome[1];
+    return outcome[0] != 0 ? -1 : 0;
 }
 
 // One run: trained, evaluated and marked DONE; or stopped early by a signal (*stopped_at, see train_and_eval).
-static int run_one(const Sweep* s, const SweepRun* r, const char* dir, int* stopped_at, Error* e) {
+// Rank 0 writes the run directory's files (sweep.json, DONE); the ranks agree on the outcome.
+static int run_one(const Sweep* s, const SweepRun* r, const char* dir, Comm* comm, int* stopped_at, Error* e) {
     Config* c = xmalloc(sizeof *c);
+    int lead = comm_rank(comm) == 0;
     *stopped_at = 0;
     int rc = sweep_run_config(s, r, c, e);
-    if (rc == 0) rc = mkdir_p(dir, e);
-    if (rc == 0) rc = write_sweep_json(s, r, dir, e);
-    if (rc == 0) rc = train_and_eval(s, c, dir, stopped_at, e);
+    if (rc == 0 && lead) rc = mkdir_p(dir, e);
+    if (rc == 0 && lead) rc = write_sweep_json(s, r, dir, e);
+    if ((int)comm_all_reduce_double(comm, rc != 0, COMM_MAX) != 0 && rc == 0)
+        rc = errorf(e, "rank %d: rank 0 could not prepare the run directory %s", comm_rank(comm), dir);
+    if (rc == 0) rc = train_and_eval(s, c, dir, comm, stopped_at, e);
     char done[CONFIG_PATH_MAX + 300];
     marker_path(dir, "DONE", done, sizeof done);
-    if (rc == 0 && !*stopped_at) rc = write_file_atomic(done, "done\n", 5, e);
+    if (rc == 0 && !*stopped_at && lead) rc = write_file_atomic(done, "done\n", 5, e);
+    comm_barrier(comm);  // the next run's DONE check comes after this one's marker
     free(c);
     return rc;
 }
 
-int sweep_run_all(const Sweep* s, FILE* log) {
+// fprintf to log unless it is NULL (the ranks other than 0).
+static void say(FILE* log, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(FILE* log, const char* fmt, ...) {
+    if (!log) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(log, fmt, ap);
+    va_end(ap);
+}
+
+int sweep_run_all(const Sweep* s, FILE* log, Comm* comm_in) {
+    Comm* own = comm_in ? NULL : comm_self_create();
+    Comm* comm = comm_in ? comm_in : own;
+    int lead = comm_rank(comm) == 0;
+    if (!lead) log = NULL;  // rank 0 reports and writes the markers
     int failed = 0, skipped = 0;
     char** failures = xcalloc((size_t)s->n_runs + 1, sizeof *failures);
     for (int i = 0; i < s->n_runs; i++) {
@@ -663,43 +692,44 @@ int sweep_run_all(const Sweep* s, FILE* log) {
         marker_path(dir, "DONE", done, sizeof done);
         marker_path(dir, "FAILED", fail, sizeof fail);
         if (access(done, F_OK) == 0) {
-            fprintf(log, "[%d/%d] %s: done, skipped\n", i + 1, s->n_runs, r->id);
+            say(log, "[%d/%d] %s: done, skipped\n", i + 1, s->n_runs, r->id);
             skipped++;
             continue;
         }
-        fprintf(log, "[%d/%d] %s: running in %s\n", i + 1, s->n_runs, r->id, dir);
-        fflush(log);
-        unlink(fail);
+        say(log, "[%d/%d] %s: running in %s\n", i + 1, s->n_runs, r->id, dir);
+        if (log) fflush(log);
+        if (lead) unlink(fail);
         Error e = {{0}};
-        int stopped_at = 0, rc = run_one(s, r, dir, &stopped_at, &e);
+        int stopped_at = 0, rc = run_one(s, r, dir, comm, &stopped_at, &e);
         if (rc == 0 && stopped_at) {
-            fprintf(log, "[%d/%d] %s: stopped by a stop signal at step %d (checkpoint written); the sweep stops here: "
+            say(log, "[%d/%d] %s: stopped by a stop signal at step %d (checkpoint written); the sweep stops here: "
                          "run it again (or let Slurm requeue it) to continue\n", i + 1, s->n_runs, r->id, stopped_at);
             break;
         }
         if (rc == 0) {
             RunState st;
             read_run_state(dir, &st);
-            fprintf(log, "[%d/%d] %s: done (step %d, loss %.4f, val_loss %.4f%s%s", i + 1, s->n_runs, r->id,
+            say(log, "[%d/%d] %s: done (step %d, loss %.4f, val_loss %.4f%s%s", i + 1, s->n_runs, r->id,
                     st.last_step, st.loss, st.val_loss, st.eval_metric[0] ? ", " : "", st.eval_metric);
-            if (st.eval_metric[0]) fprintf(log, " %.4f", st.eval_value);
-            fprintf(log, "; log in %s/train.log)\n", dir);
+            if (st.eval_metric[0]) say(log, " %.4f", st.eval_value);
+            say(log, "; log in %s/train.log)\n", dir);
             continue;
         }
-        fprintf(log, "[%d/%d] %s: FAILED: %s\n", i + 1, s->n_runs, r->id, e.msg);
+        say(log, "[%d/%d] %s: FAILED: %s\n", i + 1, s->n_runs, r->id, e.msg);
         Error ignored;
         size_t n = strlen(e.msg);
         e.msg[n] = '\n';
-        if (mkdir_p(dir, &ignored) == 0) write_file_atomic(fail, e.msg, n + 1, &ignored);
+        if (lead && mkdir_p(dir, &ignored) == 0) write_file_atomic(fail, e.msg, n + 1, &ignored);
         failures[failed++] = xstrdup(r->id);
     }
-    fprintf(log, "sweep %s: %d runs, %d skipped (already done), %d failed\n", s->name, s->n_runs, skipped, failed);
+    say(log, "sweep %s: %d runs, %d skipped (already done), %d failed\n", s->name, s->n_runs, skipped, failed);
     for (int i = 0; i < failed; i++) {
-        fprintf(log, "  failed: %s\n", failures[i]);
+        say(log, "  failed: %s\n", failures[i]);
         free(failures[i]);
     }
     free(failures);
-    fflush(log);
+    if (log) fflush(log);
+    comm_free(own);
     return failed;
 }
 

@@ -37,6 +37,7 @@
 #include <stdio.h>
 
 #include "kernels/common.h"
+#include "sharding/comm.h"
 #include "trainer/config.h"
 
 typedef struct SweepParam {
@@ -79,7 +80,9 @@ int sweep_run_config(const Sweep* s, const SweepRun* r, Config* c, Error* e);
 
 // Runs every run one after another (see above), progress on `log`. Returns the number of failed runs
 // (their ids and errors printed on `log`).
-int sweep_run_all(const Sweep* s, FILE* log);
+// comm: the ranks that train every run together (a multi-rank sweep element under srun / mpirun; rank 0 logs
+// to `log` and writes the markers), or NULL for one process.
+int sweep_run_all(const Sweep* s, FILE* log, Comm* comm);
 // One line per run: id, state (done / partial step N of M (checkpoint K) / not started / failed), last
 // training loss, validation loss, eval metric, varied parameters (from the run directories).
 void sweep_print_status(const Sweep* s, FILE* f);

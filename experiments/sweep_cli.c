@@ -14,6 +14,7 @@
 
 #include "experiments/slurm_submit.h"
 #include "experiments/sweep.h"
+#include "sharding/comm.h"
 #include "trainer/config.h"
 
 static const char* SWEEP_HELP =
@@ -42,7 +43,7 @@ static int fail(const char* msg) {
 }
 
 // `sweep run SWEEP --index I`: run I alone, with the skip/resume behaviour of a whole sweep.
-static int run_index(const Sweep* s, const char* arg) {
+static int run_index(const Sweep* s, const char* arg, Comm* comm) {
     char* end;
     long i = strtol(arg, &end, 10);
     Error e;
@@ -57,13 +58,15 @@ static int run_index(const Sweep* s, const char* arg) {
     one.runs = &s->runs[i];
     one.n_runs = 1;
     printf("sweep %s: run %ld of %d (index %ld): %s\n", s->name, i + 1, s->n_runs, i, s->runs[i].id);
-    if (sweep_run_all(&one, stdout) > 0) {
+    if (sweep_run_all(&one, stdout, comm) > 0) {
         errorf(&e, "sweep %s: run %s (index %ld) failed (its FAILED file and train.log in %s hold the error)", s->name,
                s->runs[i].id, i, dir);
         return fail(e.msg);
     }
     return 0;
 }
+
+static int run(const Sweep* s, const char* index, int* argc, char*** argv);
 
 int sweep_main(int argc, char** argv) {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -90,19 +93,34 @@ int sweep_main(int argc, char** argv) {
         printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
         sweep_print_status(&s, stdout);
         sweep_print_slurm_queue(&s, stdout);
-    } else if (indexed) {
-        rc = run_index(&s, argv[4]);
     } else {
-        printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
-        int failed = sweep_run_all(&s, stdout);
+        rc = run(&s, indexed ? argv[4] : NULL, &argc, &argv);
+    }
+    sweep_free(&s);
+    return rc;
+}
+
+// `sweep run`: every run (index NULL) or one. Started by mpirun / srun with several ranks, every run trains
+// on all of them (rank 0 reports; the others stay silent).
+static int run(const Sweep* s, const char* index, int* argc, char*** argv) {
+    Error e;
+    Comm* comm = comm_world_create(argc, argv, &e);
+    if (!comm) return fail(e.msg);
+    if (comm_rank(comm) != 0 && !freopen("/dev/null", "w", stdout)) comm_abort(comm, "cannot silence its output");
+    int rc = 0;
+    if (index) {
+        rc = run_index(s, index, comm);
+    } else {
+        printf("sweep %s: %d runs in %s/%s\n", s->name, s->n_runs, s->runs_dir, s->name);
+        int failed = sweep_run_all(s, stdout, comm);
         if (failed > 0) {
             char msg[256];
             snprintf(msg, sizeof msg, "sweep %s: %d of %d runs failed (listed above; their FAILED files hold the "
-                     "errors; fix and run again to retry them)", s.name, failed, s.n_runs);
+                     "errors; fix and run again to retry them)", s->name, failed, s->n_runs);
             rc = fail(msg);
         }
     }
-    sweep_free(&s);
+    comm_free(comm);  // finalises MPI when it started it
     return rc;
 }
 

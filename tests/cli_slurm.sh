@@ -192,8 +192,10 @@ rm -f "$WORK/sbatch.calls"
 sed -e 's/name: lrs/name: broken/' -e 's/train.lr: \[.*\]/model.n_embd: [64, 100]/' "$WORK/sweep.yaml" > "$WORK/broken.yaml"
 expect_error "a sweep with a run whose config does not validate is not submitted (the run is named)" "run 1" \
     env PATH="$FAKE_PATH" $SW "$WORK/broken.yaml"
-expect_error "sweep submit --nodes 2 (a sweep run is one process)" "--nodes and --tasks-per-node must be 1" \
-    env PATH="$FAKE_PATH" $SW "$WORK/sweep.yaml" --nodes 2
+env PATH="$FAKE_PATH" $SW "$WORK/sweep.yaml" --nodes 2 --tasks-per-node 4 --mpi pmix --dry-run > "$WORK/multi.txt"
+check "sweep submit --nodes 2 --tasks-per-node 4: every element asks for 2 x 4 ranks and launches the run on all of them" \
+    bash -c "grep -qx '#SBATCH --nodes=2' '$WORK/multi.txt' && grep -qx '#SBATCH --ntasks-per-node=4' '$WORK/multi.txt' && \
+             grep -qx 'LAUNCHER=(srun --mpi=pmix --kill-on-bad-exit=1)' '$WORK/multi.txt'"
 expect_error "sweep submit without sbatch" "sbatch not found" env PATH="$WORK/empty" $SW "$WORK/sweep.yaml"
 check "no sbatch call for the rejected sweeps" test ! -e "$WORK/sbatch.calls"
 

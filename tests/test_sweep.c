@@ -233,7 +233,7 @@ static int check_run_config_and_skip(void) {
     }
     char log[4096] = "";
     FILE* f = fmemopen(log, sizeof log - 1, "w");
-    int failed = rc == 0 ? sweep_run_all(&s, f) : -1;
+    int failed = rc == 0 ? sweep_run_all(&s, f, NULL) : -1;
     fclose(f);
     printf("%s", log);
     fails += check_true("runs with DONE are skipped (resume skips finished runs)",

@@ -4,8 +4,9 @@
 # (a) `modrwkv slurm submit` of a 2-rank CPU training run: the job COMPLETES, every metrics line reports
 #     world 2 (both ranks joined one MPI world under srun), the final checkpoint exists; a partition the
 #     cluster does not have is sbatch's refusal on one error line;
-# (b) `modrwkv sweep submit` of a 3-run sweep (train.lr) as a job array (at most 2 at once) plus the dependent
-#     report job: every element and the report job COMPLETE, the 3 runs have DONE, report.md exists, and
+# (b) `modrwkv sweep submit` of a 3-run sweep (train.lr) as a job array (at most 2 at once, each element a
+#     2-rank job whose run trains on both ranks) plus the dependent report job: every element and the report
+#     job COMPLETE, the 3 runs have DONE and were trained by a world of 2, report.md exists, and
 #     `sweep status` shows the finished runs and no queued element;
 # (c) the time-limit path: SIGUSR1 sent to the batch script (as --signal=B:USR1@300 does) makes the ranks
 #     checkpoint and stop, the job requeues itself, and its next start resumes from that checkpoint and
@@ -191,15 +192,18 @@ set: {train.max_steps: 4, train.micro_batch: 2, train.eval_every: 2, train.save_
 grid:
   train.lr: [1.0e-3, 3.0e-3, 1.0e-2]
 YAML
-"$MODRWKV" sweep submit "$WORK/sweep.yaml" --max-parallel 2 > "$WORK/sweep-submit.out" 2>&1
+"$MODRWKV" sweep submit "$WORK/sweep.yaml" --max-parallel 2 --tasks-per-node 2 --mpi "$MPI_MODE" \
+    > "$WORK/sweep-submit.out" 2>&1
 cat "$WORK/sweep-submit.out"
 array=$(sed -n 's/.*submitted as array job \([0-9]*\).*/\1/p' "$WORK/sweep-submit.out")
 report=$(sed -n 's/^report job \([0-9]*\) runs after.*/\1/p' "$WORK/sweep-submit.out")
 check "sweep submit printed the array job id and the report job id" test -n "$array" -a -n "$report"
-check "the array and the report job left the queue within 90 s" wait_gone 90 "$array" "$report"
+check "the array and the report job left the queue within 180 s" wait_gone 180 "$array" "$report"
 check "every array element COMPLETED with exit code 0" all_completed "$array"
 check "the report job COMPLETED with exit code 0 after them" all_completed "$report"
 check "3 runs have DONE" test "$(ls "$WORK"/runs/lr-sweep/*/DONE 2> /dev/null | wc -l)" = 3
+check "every run of the sweep trained on the element's 2 ranks (world 2 in its metrics)" bash -c \
+    "test \$(grep -l '\"world\":2' '$WORK'/runs/lr-sweep/*/metrics.jsonl | wc -l) = 3"
 check "report.md and report.html were written by the report job" \
     test -s "$WORK/runs/lr-sweep/report.md" -a -s "$WORK/runs/lr-sweep/report.html"
 "$MODRWKV" sweep status "$WORK/sweep.yaml" > "$WORK/status.txt" 2>&1
