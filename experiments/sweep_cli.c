@@ -1,6 +1,6 @@
 // sweep_cli.c — the `modrwkv sweep` and `modrwkv config` commands (experiments/sweep.h).
-//   modrwkv sweep run SWEEP.yaml [--index I]   every run in turn (or only run I of the expansion): done ones
-//                                     skipped, interrupted ones resumed
+//   modrwkv sweep run SWEEP.yaml [--index I | --jobs N]   every run in turn (or only run I of the expansion, or
+//                                     N runs at a time): done ones skipped, interrupted ones resumed
 //   modrwkv sweep status SWEEP.yaml   one line per run from the run directories (+ the Slurm queue when submitted)
 //   modrwkv sweep expand SWEEP.yaml   the run ids and their overrides, nothing run
 //   modrwkv sweep submit SWEEP.yaml [options]   a Slurm job array + report job (experiments/slurm_sweep.c)
@@ -14,15 +14,18 @@
 
 #include "experiments/slurm_submit.h"
 #include "experiments/sweep.h"
+#include "experiments/sweep_parallel.h"
 #include "sharding/comm.h"
 #include "trainer/config.h"
 
 static const char* SWEEP_HELP =
-    "usage: modrwkv sweep run|status|expand SWEEP.yaml | sweep run SWEEP.yaml --index I | sweep submit ...\n"
+    "usage: modrwkv sweep run|status|expand SWEEP.yaml | sweep run SWEEP.yaml --index I | --jobs N\n"
+    "       modrwkv sweep submit ...\n"
     "  run      run every run of the sweep one after another in runs_dir/<name>/<run-id>/: runs with a DONE\n"
     "           marker are skipped, interrupted ones resume from their newest checkpoint; a failed run does\n"
     "           not stop the others (exit status 1 if any failed). --index I runs only run I (0-based, in the\n"
-    "           order of `expand`), the same way (one element of a Slurm job array)\n"
+    "           order of `expand`), the same way (one element of a Slurm job array); --jobs N runs N runs at\n"
+    "           a time, each in its own process (set train.threads in the sweep's `set:` so N x threads fits)\n"
     "  status   one line per run: id, state (done / partial step N of M / not started / failed), last\n"
     "           training loss, validation loss, eval metric, parameters; after `submit`, the Slurm state of\n"
     "           the queued and running array elements (squeue)\n"
@@ -68,6 +71,23 @@ static int run_index(const Sweep* s, const char* arg, Comm* comm) {
 
 static int run(const Sweep* s, const char* index, int* argc, char*** argv);
 
+// `sweep run SWEEP --jobs N` (experiments/sweep_parallel.h).
+static int run_jobs(const Sweep* s, const char* path, const char* arg) {
+    char* end;
+    long n = strtol(arg, &end, 10);
+    Error e;
+    if (!*arg || *end || n < 1 || n > 1024) {
+        errorf(&e, "sweep run --jobs %s: expects the number of runs at a time (1 to 1024)", arg);
+        return fail(e.msg);
+    }
+    int failed = sweep_run_parallel(s, path, (int)n, stdout, &e);
+    if (failed < 0) return fail(e.msg);
+    if (failed == 0) return 0;
+    errorf(&e, "sweep %s: %d of %d runs failed (their FAILED files hold the errors; fix and run again to retry them)",
+           s->name, failed, s->n_runs);
+    return fail(e.msg);
+}
+
 int sweep_main(int argc, char** argv) {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(SWEEP_HELP, stdout);
@@ -75,7 +95,8 @@ int sweep_main(int argc, char** argv) {
     }
     if (argc >= 2 && strcmp(argv[1], "submit") == 0) return sweep_submit_main(argc - 1, argv + 1);
     int indexed = argc == 5 && strcmp(argv[1], "run") == 0 && strcmp(argv[3], "--index") == 0;
-    if ((argc != 3 && !indexed) ||
+    int jobs = argc == 5 && strcmp(argv[1], "run") == 0 && strcmp(argv[3], "--jobs") == 0;
+    if ((argc != 3 && !indexed && !jobs) ||
         (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "status") != 0 && strcmp(argv[1], "expand") != 0)) {
         fputs(SWEEP_HELP, stderr);
         return fail("sweep: expected `run`, `status`, `expand` or `submit` and one sweep file (`run` may take --index I)");
@@ -93,6 +114,8 @@ int sweep_main(int argc, char** argv) {
         printf("sweep %s: %d runs in %s/%s\n", s.name, s.n_runs, s.runs_dir, s.name);
         sweep_print_status(&s, stdout);
         sweep_print_slurm_queue(&s, stdout);
+    } else if (jobs) {
+        rc = run_jobs(&s, argv[2], argv[4]);
     } else {
         rc = run(&s, indexed ? argv[4] : NULL, &argc, &argv);
     }

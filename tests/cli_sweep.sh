@@ -6,6 +6,7 @@
 # - a sweep killed with SIGKILL in the middle continues where it stopped and finishes every run;
 # - SIGUSR1 (Slurm's warning before a time limit) checkpoints the running run, which gets no DONE, and stops
 #   the sweep; running it again resumes that run;
+# - `sweep run --jobs 2` runs the 4 runs two at a time (their training overlaps) and marks all DONE;
 # - `sweep status` lists all runs with their state; each run dir has config.yaml, sweep.json, metrics.jsonl;
 # - `config show` of a file with extends prints the merged values, `config schema` lists the keys;
 # - bad sweep files are one-line errors naming file, line and key.
@@ -122,6 +123,23 @@ check "SIGUSR1: the sweep exits 0 after the running run's checkpoint, without DO
 $S run "$WORK/cfg/usr1.yaml" > "$WORK/usr1b.txt" 2>&1
 check "the rerun resumes the stopped run and finishes all 4" \
     bash -c "grep -q 'resume: .*usr1/$first/' '$WORK/runs/usr1/$first/train.log' && test \$(ls '$WORK'/runs/usr1/*/DONE | wc -l) = 4"
+
+# ---- --jobs 2: two runs at a time, each in its own process
+sed -e 's/name: tiny/name: jobs/' -e 's/train.max_steps: 3/train.max_steps: 40/' "$WORK/cfg/tiny.yaml" > "$WORK/cfg/jobs.yaml"
+$S run "$WORK/cfg/jobs.yaml" --jobs 2 > "$WORK/jobs.txt" 2>&1
+rc=$?
+tail -n 3 "$WORK/jobs.txt"
+check "sweep run --jobs 2: exit 0, every run DONE" \
+    bash -c "test $rc = 0 && test \$(ls '$WORK'/runs/jobs/*/DONE | wc -l) = 4 && grep -q 'at most 2 at a time' '$WORK/jobs.txt'"
+overlap() { # some run started (config.yaml written) before another one finished (DONE written)
+    $PY - "$WORK/runs/jobs" <<'PYEOF'
+import glob, os, sys
+runs = [(os.stat(d + "/config.yaml").st_mtime, os.stat(d + "/DONE").st_mtime) for d in glob.glob(sys.argv[1] + "/*/")]
+print("runs (start, end): %s" % sorted(runs))
+sys.exit(0 if any(a != b and a[0] < b[0] < a[1] for a in runs for b in runs) else 1)
+PYEOF
+}
+check "the runs overlapped in time (two at once)" overlap
 
 # ---- errors
 printf 'name: bad\nbase: base.yaml\ngrid:\n  train.lrr: [1]\n' > "$WORK/cfg/bad.yaml"
