@@ -1,9 +1,11 @@
-// comm.c — the implementation-independent half of comm.h: dispatch through the CommOps table, chunk
-// arithmetic, the deterministic combine step, and the choice of the world communicator.
+// comm.c — the implementation-independent half of comm.h: dispatch through the CommOps table (counting
+// calls and seconds per collective kind, comm_stats.h), chunk arithmetic, the deterministic combine step,
+// and the choice of the world communicator.
 #include "sharding/comm.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int launched_by_mpi(void) {
     const char* vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
@@ -12,9 +14,15 @@ static int launched_by_mpi(void) {
     return 0;
 }
 
+// The world writes the MODRWKV_COMM_STATS summary when it is freed (comm_stats.h).
+static Comm* as_world(Comm* c) {
+    if (c) c->stats_is_world = 1;
+    return c;
+}
+
 Comm* comm_world_create(int* argc, char*** argv, Error* e) {
 #ifdef MODRWKV_HAVE_MPI
-    if (launched_by_mpi()) return comm_mpi_world_create(argc, argv, e);
+    if (launched_by_mpi()) return as_world(comm_mpi_world_create(argc, argv, e));
 #else
     if (launched_by_mpi() && getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
         errorf(e, "started by an MPI launcher with %s ranks, but this modrwkv was built without MPI: install "
@@ -23,7 +31,7 @@ Comm* comm_world_create(int* argc, char*** argv, Error* e) {
         return NULL;
     }
 #endif
-    return comm_self_create();
+    return as_world(comm_self_create());
 }
 
 void comm_free(Comm* c) {
@@ -50,15 +58,66 @@ size_t comm_chunk_len(size_t n, int size, int r) {
     return n - begin < chunk ? n - begin : chunk;
 }
 
-void comm_all_reduce(Comm* c, float* x, size_t n, CommOp op) { c->ops->all_reduce(c, x, n, op); }
-void comm_reduce_scatter(Comm* c, float* out, const float* in, size_t n, CommOp op) {
-    c->ops->reduce_scatter(c, out, in, n, op);
+// ---------------------------------------------------------------------------- dispatch and accounting
+// Counts the call and makes `kind` the collective that comm_count_bytes charges; returns the start time.
+static double begin(Comm* c, CommKind kind) {
+    c->stats.kind[kind].calls++;
+    c->stats_kind = kind;
+    return now_seconds();
 }
-void comm_all_gather(Comm* c, float* out, const float* in, size_t n) { c->ops->all_gather(c, out, in, n); }
-void comm_gather(Comm* c, float* out, const float* in, size_t n, int root) { c->ops->gather(c, out, in, n, root); }
-void comm_broadcast(Comm* c, void* buf, size_t bytes, int root) { c->ops->broadcast(c, buf, bytes, root); }
-void comm_barrier(Comm* c) { c->ops->barrier(c); }
-double comm_all_reduce_double(Comm* c, double x, CommOp op) { return c->ops->all_reduce_double(c, x, op); }
+
+static void end(Comm* c, CommKind kind, double t0) { c->stats.kind[kind].seconds += now_seconds() - t0; }
+
+void comm_count_bytes(Comm* c, size_t sent, size_t received) {
+    c->stats.kind[c->stats_kind].bytes_sent += sent;
+    c->stats.kind[c->stats_kind].bytes_received += received;
+}
+
+void comm_stats_get(const Comm* c, CommStats* out) { *out = c->stats; }
+void comm_stats_reset(Comm* c) { memset(&c->stats, 0, sizeof c->stats); }
+
+void comm_all_reduce(Comm* c, float* x, size_t n, CommOp op) {
+    double t0 = begin(c, COMM_KIND_ALL_REDUCE);
+    c->ops->all_reduce(c, x, n, op);
+    end(c, COMM_KIND_ALL_REDUCE, t0);
+}
+
+void comm_reduce_scatter(Comm* c, float* out, const float* in, size_t n, CommOp op) {
+    double t0 = begin(c, COMM_KIND_REDUCE_SCATTER);
+    c->ops->reduce_scatter(c, out, in, n, op);
+    end(c, COMM_KIND_REDUCE_SCATTER, t0);
+}
+
+void comm_all_gather(Comm* c, float* out, const float* in, size_t n) {
+    double t0 = begin(c, COMM_KIND_ALL_GATHER);
+    c->ops->all_gather(c, out, in, n);
+    end(c, COMM_KIND_ALL_GATHER, t0);
+}
+
+void comm_gather(Comm* c, float* out, const float* in, size_t n, int root) {
+    double t0 = begin(c, COMM_KIND_GATHER);
+    c->ops->gather(c, out, in, n, root);
+    end(c, COMM_KIND_GATHER, t0);
+}
+
+void comm_broadcast(Comm* c, void* buf, size_t bytes, int root) {
+    double t0 = begin(c, COMM_KIND_BROADCAST);
+    c->ops->broadcast(c, buf, bytes, root);
+    end(c, COMM_KIND_BROADCAST, t0);
+}
+
+void comm_barrier(Comm* c) {
+    double t0 = begin(c, COMM_KIND_BARRIER);
+    c->ops->barrier(c);
+    end(c, COMM_KIND_BARRIER, t0);
+}
+
+double comm_all_reduce_double(Comm* c, double x, CommOp op) {
+    double t0 = begin(c, COMM_KIND_ALL_REDUCE_DOUBLE);
+    double r = c->ops->all_reduce_double(c, x, op);
+    end(c, COMM_KIND_ALL_REDUCE_DOUBLE, t0);
+    return r;
+}
 
 Comm* comm_split(Comm* c, int color, int key, Error* e) {
     if (color < 0) {
@@ -66,7 +125,10 @@ Comm* comm_split(Comm* c, int color, int key, Error* e) {
                c->world_ranks[c->rank]);
         return NULL;
     }
-    return c->ops->split(c, color, key, e);
+    double t0 = begin(c, COMM_KIND_SPLIT);
+    Comm* s = c->ops->split(c, color, key, e);
+    end(c, COMM_KIND_SPLIT, t0);
+    return s;
 }
 
 void comm_abort(Comm* c, const char* message) {
@@ -99,11 +161,13 @@ Comm* comm_alloc(const char* name, const CommOps* ops, int rank, int size) {
     c->timeout_s = COMM_DEFAULT_TIMEOUT_S;
     c->world_ranks = xmalloc((size_t)size * sizeof(int));
     for (int r = 0; r < size; r++) c->world_ranks[r] = r;
+    comm_stats_track(c);
     return c;
 }
 
 void comm_release(Comm* c) {
     if (!c) return;
+    comm_stats_untrack(c);
     free(c->world_ranks);
     free(c);
 }

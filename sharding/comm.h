@@ -2,10 +2,12 @@
 //
 // Contract:
 // - A Comm is a group of `size` ranks numbered 0..size-1. Every rank of the group must call the same
-//   collectives in the same order with the same sizes (n, bytes, root); buffers are host memory.
+//   collectives in the same order with the same sizes (n, bytes, root); buffers are host memory
+//   (device memory for the NCCL communicator).
 // - Implementations: MPI (comm_mpi.c, when built with MPI) and a world of one rank (comm_self.c).
-//   NCCL (device buffers) will be a third implementation of the same table.
-// - Determinism: reductions are NOT left to the MPI library. Every element of a SUM is computed as the
+//   NCCL (comm_nccl.c, when built with CUDA and NCCL) is a third implementation of the same table whose
+//   buffers are DEVICE memory; its sums are NCCL's, not rank-ordered (see comm_nccl.h).
+// - Determinism (MPI and self): reductions are NOT left to the MPI library. Every element of a SUM is computed as the
 //   left-to-right fp32 sum over ranks in rank order, ((x_0 + x_1) + x_2) + ..., by the rank that owns
 //   the element's chunk, and then copied to the others. So a reduced value is bit-identical on every
 //   rank and for any MPI algorithm, message size, bucket/window size or ZeRO setting, and it equals the
@@ -19,12 +21,15 @@
 // - Timeouts: a collective that has not completed after comm_timeout seconds (default 300, see
 //   comm_set_timeout) prints one line naming this rank, the collective and the rank(s) that did not
 //   arrive, and aborts the whole job with a non-zero status (a peer rank died or hangs).
+// - Accounting: every communicator counts calls, wire bytes and seconds per collective kind
+//   (comm_stats.h; comm_stats_get below; MODRWKV_COMM_STATS=path writes a per-rank JSON summary).
 // - Programming errors (different sizes on different ranks, an MPI failure) abort the whole job with a
 //   message naming the rank; only user-input problems (comm_world_create, comm_split) return -1/NULL.
 #pragma once
 #include <stddef.h>
 
 #include "kernels/common.h"
+#include "sharding/comm_stats.h"
 
 typedef struct Comm Comm;
 
@@ -58,7 +63,7 @@ int comm_local_rank(const Comm* c);
 int comm_local_size(const Comm* c);
 // World rank of member r (used in messages, so that every rank names peers the same way).
 int comm_world_rank(const Comm* c, int r);
-// "mpi" or "self".
+// "mpi", "self" or "nccl".
 const char* comm_backend_name(const Comm* c);
 
 // Seconds a collective may wait for its peers before the job is aborted (> 0). Splits inherit it.
@@ -90,6 +95,10 @@ double comm_all_reduce_double(Comm* c, double x, CommOp op);
 // negative color.
 Comm* comm_split(Comm* c, int color, int key, Error* e);
 
+// This rank's counts since creation or the last reset (comm_stats.h), and their reset to zero.
+void comm_stats_get(const Comm* c, CommStats* out);
+void comm_stats_reset(Comm* c);
+
 // Prints "modrwkv: error: rank R: <message>" and terminates every rank of the job with a non-zero
 // status (the way out when one rank meets an error the others cannot know about).
 void comm_abort(Comm* c, const char* message) __attribute__((noreturn));
@@ -109,19 +118,25 @@ typedef struct CommOps {
 } CommOps;
 
 struct Comm {
-    const char* name;         // "mpi" or "self"
+    const char* name;         // "mpi", "self" or "nccl"
     const CommOps* ops;
     int rank, size;
     int local_rank, local_size;
     double timeout_s;
     int* world_ranks;         // (size) world rank of each member
     void* impl;               // implementation state
+    CommStats stats;          // counts of this rank (comm_stats.h)
+    CommKind stats_kind;      // the collective being dispatched (bytes are counted against it)
+    int stats_is_world;       // 1: comm_world_create's result (writes the MODRWKV_COMM_STATS summary)
 };
 
 // Combines contributions the deterministic way: acc (n) = acc op x, applied in rank order by callers
 // (COMM_AVG accumulates like COMM_SUM; comm_finish_avg scales at the end).
 void comm_accumulate(float* acc, const float* x, size_t n, CommOp op);
 void comm_finish_avg(float* x, size_t n, int size);
+// Adds wire bytes to the collective being dispatched on c (implementations call it where they move data;
+// an implementation must not call the public collectives of c from inside its own operations).
+void comm_count_bytes(Comm* c, size_t sent, size_t received);
 // A small Comm with rank/size/world_ranks allocated (world_ranks[r] = r); the caller sets ops/impl.
 Comm* comm_alloc(const char* name, const CommOps* ops, int rank, int size);
 void comm_release(Comm* c);

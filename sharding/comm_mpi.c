@@ -8,6 +8,11 @@
 //   result does not depend on its algorithms. Traffic per rank: (size-1)/size * n floats sent by a
 //   reduce_scatter or all_gather, twice that by an all_reduce (the same as a ring); temporary memory:
 //   size * chunk floats, kept between calls (callers bound n: sharding/data_parallel.c uses buckets).
+// - Accounting (comm_stats.h): every posted message counts its bytes, so rank r's counts are, for n floats
+//   (4 bytes each) and len_q = comm_chunk_len(n, size, q): reduce_scatter sends n - len_r and receives
+//   (size-1) len_r; all_gather the reverse; all_reduce both (sent = received = n + (size-2) len_r);
+//   gather: len_r sent by every rank but the root, which receives n - len_root; broadcast: the root sends
+//   (size-1) bytes, the others receive bytes; all_reduce_double 8 (size-1) each way; barrier nothing.
 // - broadcast is linear (the root sends size-1 copies) and barrier / scalar all-reduce exchange one small
 //   message between every pair: meant for small data (ids, flags, norms, losses).
 // - Timeouts: every collective waits with MPI_Testsome until its deadline; then the receives that never
@@ -17,6 +22,7 @@
 //   so ranks that call collectives in different orders hang and are named instead of exchanging wrong
 //   data. Only the thread that created the communicator may use it (MPI_THREAD_FUNNELED).
 #include <mpi.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +33,7 @@
 #include "sharding/mpi_check.h"
 
 enum { MAX_MESSAGE_BYTES = 1 << 30, SPIN_POLLS = 64, MAX_TAG = 1 << 20 };
+static const double YIELD_S = 0.005;
 
 typedef struct Pending {   // the requests of one collective
     MPI_Request* req;      // (cap)
@@ -76,9 +83,11 @@ static void pending_add(Pending* p, MPI_Request r, int peer, int is_recv) {
     p->n++;
 }
 
-// Posts one message of `bytes` (at least one message, even empty; over 1 GiB in pieces).
+// Posts one message of `bytes` (at least one message, even empty; over 1 GiB in pieces) and counts its
+// bytes against the running collective (comm_stats.h).
 static void post(Comm* c, void* buf, size_t bytes, int peer, int tag, int is_recv) {
     MpiComm* m = impl(c);
+    comm_count_bytes(c, is_recv ? 0 : bytes, is_recv ? bytes : 0);
     size_t off = 0;
     do {
         size_t len = bytes - off < MAX_MESSAGE_BYTES ? bytes - off : MAX_MESSAGE_BYTES;
@@ -129,9 +138,16 @@ static void timed_out(Comm* c, const char* what) {
     exit(1);
 }
 
-// Sleeps a little once a wait has polled SPIN_POLLS times without progress (ranks may share cores).
-static void back_off(int idle_polls) {
+// How a wait lets other processes run without stalling its own transfers: for the first YIELD_S seconds
+// without a completed request it only yields the core (a large message moves in fragments, and each one
+// needs this rank's polls: sleeping there made a 14 MB all-reduce between 2 ranks 4x slower); after that
+// (a peer still computing, or dead) it sleeps a little longer each time, up to 1 ms.
+static void back_off(double idle_s, int idle_polls) {
     if (idle_polls < SPIN_POLLS) return;
+    if (idle_s < YIELD_S) {
+        sched_yield();
+        return;
+    }
     long us = 20L * (idle_polls - SPIN_POLLS + 1);
     struct timespec ts = {0, (us < 1000 ? us : 1000) * 1000L};
     nanosleep(&ts, NULL);
@@ -140,19 +156,21 @@ static void back_off(int idle_polls) {
 // Completes every pending request of the current collective, or aborts the job at the deadline.
 static void wait_all(Comm* c, const char* what) {
     Pending* p = &impl(c)->p;
-    double deadline = now_seconds() + c->timeout_s;
+    double start = now_seconds(), deadline = start + c->timeout_s, progress = start;
     int remaining = p->n, idle = 0;
     while (remaining > 0) {
         int completed = 0;
         mpi_check(MPI_Testsome(p->n, p->req, &completed, p->done, MPI_STATUSES_IGNORE));
         if (completed == MPI_UNDEFINED) break;
+        double now = now_seconds();
         if (completed > 0) {
             remaining -= completed;
             idle = 0;
+            progress = now;
             continue;
         }
-        if (now_seconds() > deadline) timed_out(c, what);
-        back_off(++idle);
+        if (now > deadline) timed_out(c, what);
+        back_off(now - progress, ++idle);
     }
     p->n = 0;
 }
@@ -204,6 +222,7 @@ static void mpi_all_gather(Comm* c, float* out, const float* in, size_t n) {
 
 static void mpi_all_reduce(Comm* c, float* x, size_t n, CommOp op) {
     MpiComm* m = impl(c);
+    if (c->size == 1) return;  // x op nothing = x, bit for bit (AVG: x * 1.0f); saves two copies of x
     float* own = grow(&m->own, &m->own_cap, comm_chunk(n, c->size) + 1);
     reduce_scatter_named(c, own, x, n, op, "all_reduce");
     all_gather_named(c, x, own, n, "all_reduce");

@@ -2,7 +2,8 @@
 //
 // Contract: as comm.h with size 1: all_reduce leaves x as it is (SUM/MAX of one value is the value, AVG
 // multiplies by 1.0f), reduce_scatter/all_gather/gather copy n values, broadcast and barrier return at
-// once, split returns a new world of one rank.
+// once, split returns a new world of one rank. Nothing crosses a wire: its counts (comm_stats.h) have calls
+// and seconds, and zero bytes.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
