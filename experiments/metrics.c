@@ -237,6 +237,87 @@ double mean_absolute_error(const float* pred, const float* target, size_t n) {
     return s / (double)n;
 }
 
+// ---------------------------------------------------------------------------------------------------- forecasts
+
+static int is_separator(char c) { return is_space_or_control((unsigned char)c) || c == ',' || c == ';'; }
+
+// 1 when s[0, n) is a whole decimal number: [+-] digits [. digits] [e [+-] digits], at least one digit
+// before the exponent.
+static int is_decimal(const char* s, size_t n) {
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+    while (i < n && is_digit(s[i])) i++, digits++;
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && is_digit(s[i])) i++, digits++;
+    }
+    if (digits == 0) return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        size_t exp_digits = 0;
+        while (i < n && is_digit(s[i])) i++, exp_digits++;
+        if (exp_digits == 0) return 0;
+    }
+    return i == n;
+}
+
+size_t parse_numbers(const char* text, double** values) {
+    *values = NULL;
+    size_t count = 0, cap = 0, i = 0, len = strlen(text);
+    for (;;) {
+        while (i < len && is_separator(text[i])) i++;
+        size_t start = i;
+        while (i < len && !is_separator(text[i])) i++;
+        if (i == start || i - start > 64 || !is_decimal(text + start, i - start)) break;
+        char piece[72];
+        memcpy(piece, text + start, i - start);
+        piece[i - start] = 0;
+        double v = strtod(piece, NULL);
+        if (!isfinite(v)) break;
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            *values = xrealloc(*values, cap * sizeof(double));
+        }
+        (*values)[count++] = v;
+    }
+    return count;
+}
+
+ForecastError forecast_error(const double* hyp, size_t n_hyp, const double* ref, size_t n_ref) {
+    ForecastError f = {0};
+    if (n_hyp < n_ref) return f;
+    f.valid = 1;
+    f.n = (int64_t)n_ref;
+    for (size_t i = 0; i < n_ref; i++) {
+        double d = hyp[i] - ref[i];
+        f.sse += d * d;
+        f.sae += fabs(d);
+    }
+    return f;
+}
+
+// ---------------------------------------------------------------------------------------------------- language modelling
+
+int lambada_split(const char* text, size_t len, size_t* split) {
+    const char* space = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == ' ') space = text + i;
+    if (!space || (size_t)(space - text) + 1 == len) return -1;
+    *split = (size_t)(space - text);
+    return 0;
+}
+
+double token_log_prob(const float* logits, int V, int target, int* argmax) {
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best]) best = v;
+    double mx = logits[best], sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+    if (argmax) *argmax = best;
+    return (double)logits[target] - mx - log(sum);
+}
+
 Interval wilson_interval(int64_t k, int64_t n) {
     if (n <= 0) return (Interval){0.0, 1.0};
     const double z = 1.959963984540054;

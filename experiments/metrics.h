@@ -1,6 +1,7 @@
 // metrics.h — the evaluation metrics of experiments/: text normalisation, exact-match and VQA accuracy, word
-// and character error rates, POPE-style yes/no scores, perplexity, MSE/MAE, and 95% confidence intervals.
-// Pure functions of their inputs (no model, no files).
+// and character error rates, POPE-style yes/no scores, perplexity, MSE/MAE, forecasts written as text, the
+// LAMBADA split, token log-probabilities, and 95% confidence intervals. Pure functions of their inputs (no
+// model, no files).
 //
 // Contract:
 // - Normalisation (two levels; both lower-case ASCII letters only and leave other UTF-8 bytes alone):
@@ -26,6 +27,18 @@
 //   "yes" is the positive class. precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2PR/(P+R), accuracy =
 //   (TP+TN)/n, yes_ratio = (TP+FP)/n; each is 0 when its denominator is 0.
 // - Perplexity = exp(sum of NLL in nats / token count); 0 tokens -> NAN.
+// - Numbers in text (time-series answers): the text is cut into pieces at whitespace (and control bytes),
+//   ',' and ';'; each piece must be a whole finite decimal number (optional sign, digits with at most one
+//   '.', optional exponent e[+-]digits; no hex, inf or nan); reading stops at the first piece that is not
+//   one, and the numbers before it are the text's numbers. Forecast error of a hypothesis against a
+//   reference of n values: valid when the hypothesis has at least n numbers; then its first n are compared
+//   (extra numbers ignored): SSE = sum (h - r)^2, SAE = sum |h - r|. A hypothesis with fewer numbers is
+//   invalid (no error sums; the evaluation counts it separately).
+// - LAMBADA (RWKV's evaluation): the target is the last word with its leading space: text = context +
+//   target where the target starts at the last ' ' of the text. Text without a space, or ending with one,
+//   has no target.
+// - token_log_prob: log softmax(logits)[target] computed in double (max-subtracted), and the argmax of the
+//   logits (the lowest id among equal maxima, as torch.argmax).
 // - Confidence intervals are 95%: the Wilson score interval for a proportion k/n (z = 1.959964; n = 0 gives
 //   [0, 1]); for a ratio of sums (WER, CER, per-token NLL) a percentile bootstrap over utterances: R
 //   resamples of n utterances drawn with replacement by xoshiro256** seeded with `seed` (METRIC_BOOTSTRAP_*
@@ -86,6 +99,25 @@ double mean_absolute_error(const float* pred, const float* target, size_t n);
 typedef struct Interval {
     double lo, hi;
 } Interval;
+
+// ---------------------------------------------------------------------------------------------------- forecasts
+// The numbers of a text (see the contract). Returns the count; *values is malloc'ed (NULL when 0).
+size_t parse_numbers(const char* text, double** values);
+
+typedef struct ForecastError {
+    int valid;        // 1: the hypothesis has at least n_ref numbers
+    int64_t n;        // values compared: n_ref when valid, else 0
+    double sse, sae;  // sums of squared and of absolute errors over them
+} ForecastError;
+
+ForecastError forecast_error(const double* hyp, size_t n_hyp, const double* ref, size_t n_ref);
+
+// ---------------------------------------------------------------------------------------------------- language modelling
+// LAMBADA: 0 and *split = the offset of the last ' ' (context text[0, split), target text[split, len)),
+// or -1 when the text has no target.
+int lambada_split(const char* text, size_t len, size_t* split);
+// log p(target) under softmax(logits) (V values), in double; *argmax (when not NULL) the lowest id of the max.
+double token_log_prob(const float* logits, int V, int target, int* argmax);
 
 Interval wilson_interval(int64_t k, int64_t n);
 // Percentile bootstrap of sum(num) / sum(den) over n items (num, den per item), as in the contract.

@@ -392,7 +392,7 @@ static int ends_with_word(const char* s, const char* word) {
 
 int report_lower_is_better(const char* metric) {
     return strstr(metric, "loss") != NULL || ends_with_word(metric, "wer") || ends_with_word(metric, "cer") ||
-           ends_with_word(metric, "perplexity");
+           ends_with_word(metric, "perplexity") || ends_with_word(metric, "mse") || ends_with_word(metric, "mae");
 }
 
 void report_mark_best(const double* v, int n, int lower_is_better, unsigned char* best) {

@@ -85,7 +85,7 @@ void report_free(Report* r);
 double report_run_metric(const ReportRun* run, const char* metric);
 // The run's value of a parameter, NULL when it has none.
 const char* report_run_param(const ReportRun* run, const char* key);
-// 1 when lower is better for the metric (losses, WER, CER, perplexity), 0 when higher is (accuracy, ...).
+// 1 when lower is better for the metric (losses, WER, CER, perplexity, MSE, MAE), 0 when higher is (accuracy, ...).
 int report_lower_is_better(const char* metric);
 // best[i] = 1 for every i whose value v[i] equals the best finite value (ties all marked); 0 otherwise.
 void report_mark_best(const double* v, int n, int lower_is_better, unsigned char* best);

@@ -305,7 +305,7 @@ static int parse_eval(Parser* P, yaml_node_t* map, Sweep* s) {
     EvalMetric m;
     Error inner;
     if (!s->eval_data || !s->eval_metric)
-        return errorf(P->e, "%s:%zu: eval needs data and metric (accuracy, wer or perplexity)", P->name, line_of(map));
+        return errorf(P->e, "%s:%zu: eval needs data and metric (accuracy, wer, mc, mse, lambada or perplexity)", P->name, line_of(map));
     if (eval_parse_metric(s->eval_metric, &m, &inner) != 0)
         return errorf(P->e, "%s:%zu: key 'eval.metric': %s", P->name, line_of(map), inner.msg);
     return 0;
@@ -568,8 +568,7 @@ static int evaluate_run(const Sweep* s, const Config* c, Error* e) {
     memset(&r, 0, sizeof r);
     int rc = -1;
     if (tok) {
-        rc = o.metric == EVAL_PERPLEXITY ? eval_perplexity(m, s->eval_data, &o, &r, e)
-                                         : eval_chat(m, tok, s->eval_data, &o, &r, e);
+        rc = eval_run(m, tok, s->eval_data, &o, &r, e);
         char out[CONFIG_PATH_MAX + 32];
         snprintf(out, sizeof out, "%s/eval.json", c->run_dir);
         EvalReportInfo info = {.name = s->eval_data, .checkpoint = ckpt, .data_dir = s->eval_data,

@@ -11,7 +11,7 @@
 //     model.projector.conv_kernel: [3, 4]
 //     model.projector.conv_stride: [2, 3]
 //   random: {n: 4, seed: 1, axes: {train.lr: [1e-3, 3e-3]}}   # n samples, each axis a uniform choice
-//   eval: {data: DIR, metric: accuracy|wer|perplexity, max_samples: 0}   # after training: eval.json in
+//   eval: {data: DIR, metric: accuracy|wer|mc|mse|lambada|perplexity, max_samples: 0}   # eval.json in
 //                                 # the run dir (experiments/eval.h; max_samples 0 = every sample)
 // Each axis is one config key (any key of `modrwkv config schema` except run_dir) with a list of scalar
 // values; paired keys such as conv_kernel and conv_stride go into `zip:`. A key may appear in one block

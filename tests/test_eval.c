@@ -397,7 +397,7 @@ static int check_rejections(ModRWKV* m, const Tokenizer* tok, const char* text_d
     f += expect_reject("a text dataset has no chat answers", rc, &e, text_dir, "not a chat answer");
     EvalMetric metric;
     rc = eval_parse_metric("bleu", &metric, &e);
-    f += expect_reject("an unknown metric", rc, &e, "bleu", "accuracy, wer or perplexity");
+    f += expect_reject("an unknown metric", rc, &e, "bleu", "accuracy, wer, perplexity, mc, lambada or mse");
     o.metric = EVAL_PERPLEXITY;
     rc = eval_perplexity(m, text_dir, &o, &r, &e);
     f += check_true("the text dataset is measured by perplexity", rc == 0 && r.n > 0, e.msg);

@@ -5,7 +5,10 @@
 //      total reference words (not the mean of per-utterance rates); the all-empty corpus;
 //   4. character edits (CER) on code points;
 //   5. POPE yes/no precision / recall / F1 / accuracy on a confusion table of 4 TP, 1 FP, 3 TN, 2 FN;
-//   6. perplexity, MSE, MAE; Wilson intervals against published values; the percentile bootstrap.
+//   6. perplexity, MSE, MAE; Wilson intervals against published values; the percentile bootstrap;
+//   7. numbers read from forecast answers (separators, where reading stops, what is not a number) and the
+//      forecast error of a hypothesis with too few, exactly enough and extra numbers;
+//   8. the LAMBADA split at the last space and the token log-probability / argmax of hand-made logits.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +183,63 @@ static int check_bootstrap(void) {
     return f;
 }
 
+// parse_numbers of text compared with the expected values (count and each value).
+static int check_parse(const char* name, const char* text, const double* want, size_t n_want) {
+    double* got = NULL;
+    size_t n = parse_numbers(text, &got);
+    int ok = n == n_want;
+    for (size_t i = 0; ok && i < n; i++) ok = got[i] == want[i];
+    printf("  parse_numbers('%s') -> %zu numbers\n", text, n);
+    free(got);
+    return check_true(name, ok, "numbers differ");
+}
+
+static int check_forecasts(void) {
+    int f = 0;
+    const double three[3] = {0.5, -1.25, 3e2};
+    f += check_parse("numbers separated by spaces, commas and semicolons, with sign and exponent",
+                     " 0.5, -1.25;3e2\x17", three, 3);
+    const double two[2] = {1, 2};
+    f += check_parse("reading stops at the first piece that is not a number", "1 2 apples 4", two, 2);
+    f += check_parse("inf, nan, hex and a bare dot are not numbers", "inf nan 0x10 .", NULL, 0);
+    const double dots[3] = {0.5, 5, -0.25};
+    f += check_parse("leading and trailing dots, explicit plus", ".5 +5. -.25", dots, 3);
+    f += check_parse("an overflowing exponent ends the numbers", "1e999 2", NULL, 0);
+    f += check_parse("empty text has no numbers", "", NULL, 0);
+    const double ref[3] = {1, 2, 3}, hyp[4] = {1.5, 2, 1, 9};
+    ForecastError ok = forecast_error(hyp, 4, ref, 3), few = forecast_error(hyp, 2, ref, 3);
+    printf("  forecast (1.5, 2, 1, +9 extra) vs (1, 2, 3): valid %d, n %lld, SSE %.4f, SAE %.4f\n", ok.valid,
+           (long long)ok.n, ok.sse, ok.sae);
+    f += check_value("forecast SSE = 0.25 + 0 + 4 (the extra number ignored)", ok.sse, 4.25, 1e-12);
+    f += check_value("forecast SAE = 0.5 + 0 + 2", ok.sae, 2.5, 1e-12);
+    f += check_true("a forecast with as many or more numbers is valid and compares the reference's count",
+                    ok.valid && ok.n == 3, "not valid");
+    f += check_true("a forecast with fewer numbers is invalid, with no error sums",
+                    !few.valid && few.n == 0 && few.sse == 0 && few.sae == 0, "valid");
+    return f;
+}
+
+static int check_language_modelling(void) {
+    int f = 0;
+    const char* text = "He held up the signs";
+    size_t split = 0;
+    int rc = lambada_split(text, strlen(text), &split);
+    f += check_true("LAMBADA target = the last word with its leading space (' signs')",
+                    rc == 0 && strcmp(text + split, " signs") == 0, "split differs");
+    f += check_true("a text without a space, or ending with one, has no target",
+                    lambada_split("word", 4, &split) == -1 && lambada_split("two words ", 10, &split) == -1, "accepted");
+    // logits (0, ln 2, ln 3, ln 2): softmax (1, 2, 3, 2) / 8
+    const float z[4] = {0.0f, (float)log(2.0), (float)log(3.0), (float)log(2.0)};
+    int arg = -1;
+    double lp = token_log_prob(z, 4, 3, &arg);
+    f += check_value("log p(3) of softmax (1, 2, 3, 2) / 8 = ln(2/8)", lp, log(2.0 / 8.0), 1e-7);
+    f += check_true("argmax of (0, ln 2, ln 3, ln 2) is 2", arg == 2, "argmax differs");
+    const float tie[3] = {1.0f, 5.0f, 5.0f};
+    token_log_prob(tie, 3, 0, &arg);
+    f += check_true("argmax ties go to the lowest id (torch.argmax)", arg == 1, "tie differs");
+    return f;
+}
+
 int main(void) {
     int f = 0;
     f += check_normalisation();
@@ -189,5 +249,7 @@ int main(void) {
     f += check_yes_no();
     f += check_numbers();
     f += check_bootstrap();
+    f += check_forecasts();
+    f += check_language_modelling();
     return test_summary("test_metrics", f);
 }

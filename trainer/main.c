@@ -572,7 +572,8 @@ static const Command COMMANDS[] = {
     {"inspect", cmd_inspect, "list the tensors of a .pth / .safetensors file"},
     {"bench", bench_main, "measure training and generation throughput"},
     {"data", cmd_data, "convert, inspect, verify, cache features of, and build demo training data shards"},
-    {"eval", eval_main, "evaluate a checkpoint: QA accuracy, ASR WER/CER, perplexity (writes eval.json)"},
+    {"eval", eval_main, "evaluate a checkpoint: QA accuracy, ASR WER/CER, multiple choice, LAMBADA, forecast MSE, "
+                              "perplexity (writes eval.json; data parallel under mpirun)"},
     {"demo", demo_main, "the embedded end-to-end multimodal demo (CPU, no download)"},
     {"report", report_main, "compare the runs of a sweep: report.md + report.html"},
     {"sweep", sweep_main, "run a sweep of configs (run | status | expand SWEEP.yaml), skipping finished runs"},
