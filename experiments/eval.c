@@ -42,7 +42,7 @@ void eval_options_default(EvalOptions* o) {
     o->bootstrap_seed = METRIC_BOOTSTRAP_SEED;
 }
 
-void eval_result_free(EvalResult* r) {
+void eval_free_items(EvalResult* r) {
     for (int64_t i = 0; i < r->n_items; i++) {
         free(r->items[i].key);
         free(r->items[i].reference);
@@ -51,6 +51,12 @@ void eval_result_free(EvalResult* r) {
         free(r->items[i].choice_tokens);
     }
     free(r->items);
+    r->items = NULL;
+    r->n_items = 0;
+}
+
+void eval_result_free(EvalResult* r) {
+    eval_free_items(r);
     memset(r, 0, sizeof *r);
 }
 

@@ -21,6 +21,8 @@
 #include "experiments/eval.h"
 
 EvalItem* eval_add_item(EvalResult* r, const char* key, int64_t sample, int turn);
+// Frees every item of r (and the item array) and leaves r with none; the rest of r is kept.
+void eval_free_items(EvalResult* r);
 ShardLoader* eval_open_data(const ModRWKV* m, const char* dir, int batch_size, const EvalOptions* o, Error* e);
 uint64_t eval_samples_to_read(const ShardLoader* L, const EvalOptions* o);
 int eval_check_tokenizer(const ShardLoader* L, const Tokenizer* tok, const char* dir, Error* e);

@@ -84,19 +84,6 @@ static int by_sample_turn(const void* a, const void* b) {
     return (x->turn > y->turn) - (x->turn < y->turn);
 }
 
-static void free_items(EvalResult* r) {
-    for (int64_t i = 0; i < r->n_items; i++) {
-        free(r->items[i].key);
-        free(r->items[i].reference);
-        free(r->items[i].hypothesis);
-        free(r->items[i].choice_ll);
-        free(r->items[i].choice_tokens);
-    }
-    free(r->items);
-    r->items = NULL;
-    r->n_items = 0;
-}
-
 // Every rank's items on every rank: (count, items...) per rank, gathered as padded float chunks.
 static void gather_items(EvalResult* r, Comm* c) {
     Packer k = {0};
@@ -114,7 +101,7 @@ static void gather_items(EvalResult* r, Comm* c) {
     free(mine);
     free(k.p);
     int64_t total = (int64_t)comm_all_reduce_double(c, (double)r->n_items, COMM_SUM);
-    free_items(r);
+    eval_free_items(r);
     size_t cap = 16;
     while (cap < (size_t)total) cap *= 2;   // eval_add_item's growth rule: the capacity is the next power of two
     r->items = xmalloc(cap * sizeof(EvalItem));

@@ -259,7 +259,7 @@ static int check_against_one_pass(Backend* be, const Tokenizer* tok, const char*
     snprintf(pp_dir, sizeof pp_dir, "%s/vision-pp", root);
     Sample mc[2], pp[6];
     for (int q = 0; q < 2; q++) {
-        char key[16];
+        char key[32];
         for (int k = 0; k < 3; k++) {
             TestRng rng;
             test_rng_seed(&rng, 100 + (uint64_t)q);   // the same image for every sample of question q
