@@ -2,6 +2,7 @@
 #include "trainer/checkpoint_sharded.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,18 +185,62 @@ static int read_file_pieces(const char* dir, const char* fname, TensorSet* out, 
     return rc;
 }
 
-// Allocates the declared tensors (zero-filled) into out; returns their count or -1.
-static int declare_outputs(const char* dir, json_t* tensors, TensorSet* out, Error* e) {
+// Values of one declared tensor entry (0 when its shape is malformed: a dim < 1 or > 2^31, or more than 2^36
+// values); *covered receives its "covered" count.
+static uint64_t entry_numel(json_t* t, uint64_t* covered) {
+    json_t* shape = json_object_get(t, "shape");
+    int ndim = json_is_array(shape) ? (int)json_array_size(shape) : 0;
+    if (!json_string_value(json_object_get(t, "name")) || ndim < 1 || ndim > TENSOR_MAX_DIMS) return 0;
+    uint64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        json_int_t d = json_integer_value(json_array_get(shape, (size_t)i));
+        if (d < 1 || d > ((json_int_t)1 << 31)) return 0;
+        n *= (uint64_t)d;
+        if (n > ((uint64_t)1 << 36)) return 0;
+    }
+    json_int_t c = json_integer_value(json_object_get(t, "covered"));
+    if (c < 0 || (uint64_t)c > n) return 0;
+    *covered = (uint64_t)c;
+    return n;
+}
+
+// Checks every declared tensor before anything is allocated: a sane shape, covered <= its values, the covered
+// values fit in the listed files, and the whole (covered or zero: moments of frozen tensors) is at most three
+// times what is covered (weights + two moments). Returns 0 or -1.
+static int check_declarations(const char* dir, json_t* tensors, json_t* files, Error* e) {
+    uint64_t total = 0, covered = 0, available = 0;
+    for (size_t k = 0; k < json_array_size(tensors); k++) {
+        uint64_t c = 0, n = entry_numel(json_array_get(tensors, k), &c);
+        if (n == 0) return errorf(e, "%s/index.json: tensor entry %zu is malformed: the checkpoint is corrupt", dir, k);
+        total += n;
+        covered += c;
+    }
+    for (size_t k = 0; k < json_array_size(files); k++) {
+        const char* f = json_string_value(json_array_get(files, k));
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, f ? f : "");
+        if (!f) return errorf(e, "%s/index.json: file entry %zu is not a name: the checkpoint is corrupt", dir, k);
+        if (stat(path, &st) != 0)
+            return errorf(e, "%s: cannot open: %s: the sharded checkpoint is incomplete", path, strerror(errno));
+        available += (uint64_t)st.st_size / sizeof(float);
+    }
+    if (covered > available || total > 3 * covered + (1u << 20))
+        return errorf(e, "%s/index.json: it declares %llu values (%llu from the shards) but the shards hold at most %llu: "
+                         "the checkpoint is corrupt", dir, (unsigned long long)total, (unsigned long long)covered,
+                      (unsigned long long)available);
+    return 0;
+}
+
+// Allocates the declared tensors (zero-filled) into out (after check_declarations); returns their count.
+static int declare_outputs(json_t* tensors, TensorSet* out) {
     for (size_t k = 0; k < json_array_size(tensors); k++) {
         json_t* t = json_array_get(tensors, k);
-        const char* name = json_string_value(json_object_get(t, "name"));
         json_t* shape = json_object_get(t, "shape");
-        int ndim = json_is_array(shape) ? (int)json_array_size(shape) : 0;
-        if (!name || ndim < 1 || ndim > TENSOR_MAX_DIMS)
-            return errorf(e, "%s/index.json: tensor entry %zu is malformed: the checkpoint is corrupt", dir, k);
+        int ndim = (int)json_array_size(shape);
         int64_t dims[TENSOR_MAX_DIMS];
         for (int i = 0; i < ndim; i++) dims[i] = json_integer_value(json_array_get(shape, (size_t)i));
-        tensorset_add(out, name, DT_F32, ndim, dims, NULL);
+        tensorset_add(out, json_string_value(json_object_get(t, "name")), DT_F32, ndim, dims, NULL);
     }
     return (int)json_array_size(tensors);
 }
@@ -213,7 +258,8 @@ int sharded_checkpoint_read(const char* dir, TensorSet* out, Error* e) {
     int rc = 0;
     if (!fmt || strcmp(fmt, SHARDED_FORMAT) != 0 || !json_is_array(files) || !json_is_array(tensors) || !meta)
         rc = errorf(e, "%s: not a modrwkv sharded checkpoint index", path);
-    int n = rc == 0 ? declare_outputs(dir, tensors, out, e) : -1;
+    if (rc == 0) rc = check_declarations(dir, tensors, files, e);
+    int n = rc == 0 ? declare_outputs(tensors, out) : -1;
     size_t* covered = xcalloc((size_t)(n > 0 ? n : 1), sizeof(size_t));
     for (size_t k = 0; n >= 0 && rc == 0 && k < json_array_size(files); k++) {
         const char* f = json_string_value(json_array_get(files, k));
