@@ -48,41 +48,35 @@ static int fail(const char* msg) {
 
 // Parses argv (argv[0] = "submit"). Returns 0, 1 after --help, or -1 with e filled.
 static int parse_options(int argc, char** argv, SubmitOptions* o, Error* e) {
-    static struct option opts[] = {
-        {"nodes", 1, 0, SLURM_OPT_NODES},   {"gpus-per-node", 1, 0, SLURM_OPT_GPUS},
-        {"tasks-per-node", 1, 0, SLURM_OPT_TASKS}, {"cpus-per-task", 1, 0, SLURM_OPT_CPUS},
-        {"partition", 1, 0, SLURM_OPT_PARTITION},  {"time", 1, 0, SLURM_OPT_TIME},
-        {"account", 1, 0, SLURM_OPT_ACCOUNT},      {"mpi", 1, 0, SLURM_OPT_MPI},
-        {"signal-before", 1, 0, SLURM_OPT_SIGNAL_BEFORE},
-        {"run-dir", 1, 0, 'r'}, {"set", 1, 0, 's'}, {"template", 1, 0, 't'}, {"dry-run", 0, 0, 'n'},
-        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option OWN[] = {{"run-dir", 1, 0, 'r'},  {"set", 1, 0, 's'}, {"template", 1, 0, 't'},
+                                        {"dry-run", 0, 0, 'n'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    struct option* opts = slurm_long_options(OWN);
     slurm_resources_default(&o->res);
     o->sets = xcalloc((size_t)argc, sizeof *o->sets);
     optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int ch, rc = 0;
+    while (rc == 0 && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int r = slurm_resource_option(&o->res, ch, optarg, e);
-        if (r < 0) return -1;
-        if (r > 0) continue;
+        if (r != 0) {
+            rc = r < 0 ? -1 : 0;
+            continue;
+        }
         switch (ch) {
         case 'r': o->run_dir = optarg; break;
         case 's': o->sets[o->n_sets++] = optarg; break;
         case 't': o->template_path = optarg; break;
         case 'n': o->dry_run = 1; break;
-        case 'h': printf(SLURM_HELP, SLURM_RESOURCE_HELP); return 1;
+        case 'h': printf(SLURM_HELP, SLURM_RESOURCE_HELP); rc = 1; break;
         default:
-            return errorf(e, "slurm submit: unknown option or missing value in '%s': run `modrwkv slurm submit --help`",
-                          argv[optind - 1]);
+            rc = errorf(e, "slurm submit: unknown option or missing value in '%s': run `modrwkv slurm submit --help`",
+                        argv[optind - 1]);
         }
     }
+    free(opts);
+    if (rc != 0) return rc;
     if (optind != argc - 1) return errorf(e, "slurm submit: give exactly one CONFIG.yaml (see `modrwkv slurm submit --help`)");
     o->config = argv[optind];
-    if (slurm_resources_check(&o->res, e) != 0) return -1;
-    int ranks = o->res.nodes * slurm_tasks_per_node(&o->res);
-    if (strcmp(o->res.mpi, "none") == 0 && ranks > 1)
-        return errorf(e, "--mpi none starts %d independent processes that would not train together: use pmix (or "
-                         "mpirun) for more than one rank", ranks);
-    return 0;
+    return slurm_resources_check(&o->res, e);
 }
 
 // The configuration as the job will see it: file, --set overrides, --run-dir; validated.

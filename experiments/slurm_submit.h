@@ -16,6 +16,7 @@
 // - A sweep submitted to Slurm keeps the job ids in <runs_dir>/<sweep>/slurm/jobs.json:
 //   {"array_job": "ID", "report_job": "ID" or null, "n_runs": N, "runs": [run ids in index order]}.
 #pragma once
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -48,6 +49,9 @@ enum {
 };
 // Usage lines of those options (for --help texts).
 extern const char* SLURM_RESOURCE_HELP;
+// A getopt_long table (malloc'ed): the resource options, then the command's own `extra` (ending with its
+// {0, 0, 0, 0} entry).
+struct option* slurm_long_options(const struct option* extra);
 
 // The text of the resource placeholders (see slurm_resource_vars).
 typedef struct SlurmResourceText {
@@ -64,7 +68,8 @@ int slurm_tasks_per_node(const SlurmResources* r);
 // Fills t and vars[0..7] with NODES, TASKS_PER_NODE, SIGNAL_BEFORE, SBATCH_GPUS, SBATCH_CPUS, SBATCH_PARTITION,
 // SBATCH_TIME, SBATCH_ACCOUNT (empty optional lines when not asked for); returns 8.
 int slurm_resource_vars(const SlurmResources* r, SlurmResourceText* t, SlurmVar* vars);
-// Checks the values (ranges, characters #SBATCH lines can carry, known --mpi). Returns 0 or -1.
+// Checks the values (ranges, characters #SBATCH lines can carry, known --mpi, no `--mpi none` for more than one
+// rank). Returns 0 or -1.
 int slurm_resources_check(const SlurmResources* r, Error* e);
 
 // The path of template `name` (see the lookup above; `explicit_path` may be NULL). Returns a malloc'ed path

@@ -40,15 +40,8 @@ static int fail(const char* msg) {
     return 1;
 }
 
-// Parses argv (argv[0] = "submit"). Returns 0, 1 after --help, or -1 with e filled.
-static int parse_options(int argc, char** argv, SweepSubmitOptions* o, Error* e) {
-    static struct option opts[] = {
-        {"nodes", 1, 0, SLURM_OPT_NODES},   {"gpus-per-node", 1, 0, SLURM_OPT_GPUS},
-        {"tasks-per-node", 1, 0, SLURM_OPT_TASKS}, {"cpus-per-task", 1, 0, SLURM_OPT_CPUS},
-        {"partition", 1, 0, SLURM_OPT_PARTITION},  {"time", 1, 0, SLURM_OPT_TIME},
-        {"account", 1, 0, SLURM_OPT_ACCOUNT},      {"signal-before", 1, 0, SLURM_OPT_SIGNAL_BEFORE},
-        {"mpi", 1, 0, SLURM_OPT_MPI},              {"max-parallel", 1, 0, 'k'}, {"report", 0, 0, 'r'}, {"no-report", 0, 0, 'R'}, {"dry-run", 0, 0, 'n'},
-        {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+// Parses argv (argv[0] = "submit") with the option table opts. Returns 0, 1 after --help, or -1 with e filled.
+static int parse_with(int argc, char** argv, const struct option* opts, SweepSubmitOptions* o, Error* e) {
     slurm_resources_default(&o->res);
     o->report = 1;
     optind = 1;
@@ -76,6 +69,15 @@ static int parse_options(int argc, char** argv, SweepSubmitOptions* o, Error* e)
     if (optind != argc - 1) return errorf(e, "sweep submit: give exactly one SWEEP.yaml (see `modrwkv sweep submit --help`)");
     o->sweep = argv[optind];
     return slurm_resources_check(&o->res, e);
+}
+
+static int parse_options(int argc, char** argv, SweepSubmitOptions* o, Error* e) {
+    static const struct option OWN[] = {{"max-parallel", 1, 0, 'k'}, {"report", 0, 0, 'r'}, {"no-report", 0, 0, 'R'},
+                                        {"dry-run", 0, 0, 'n'},      {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
+    struct option* opts = slurm_long_options(OWN);
+    int rc = parse_with(argc, argv, opts, o, e);
+    free(opts);
+    return rc;
 }
 
 // Every run's configuration resolves and validates (nothing broken reaches the queue).

@@ -117,7 +117,26 @@ int slurm_resources_check(const SlurmResources* r, Error* e) {
     if (check_token("--time", r->time, e) || check_token("--partition", r->partition, e) ||
         check_token("--account", r->account, e))
         return -1;
+    int ranks = r->nodes * slurm_tasks_per_node(r);
+    if (strcmp(r->mpi, "none") == 0 && ranks > 1)
+        return errorf(e, "--mpi none starts %d independent processes that would not train together: use pmix (or "
+                         "mpirun) for more than one rank", ranks);
     return 0;
+}
+
+struct option* slurm_long_options(const struct option* extra) {
+    static const struct option RESOURCES[] = {
+        {"nodes", 1, 0, SLURM_OPT_NODES},          {"gpus-per-node", 1, 0, SLURM_OPT_GPUS},
+        {"tasks-per-node", 1, 0, SLURM_OPT_TASKS}, {"cpus-per-task", 1, 0, SLURM_OPT_CPUS},
+        {"partition", 1, 0, SLURM_OPT_PARTITION},  {"time", 1, 0, SLURM_OPT_TIME},
+        {"account", 1, 0, SLURM_OPT_ACCOUNT},      {"mpi", 1, 0, SLURM_OPT_MPI},
+        {"signal-before", 1, 0, SLURM_OPT_SIGNAL_BEFORE}};
+    size_t n_res = sizeof RESOURCES / sizeof RESOURCES[0], n_extra = 0;
+    while (extra[n_extra].name) n_extra++;
+    struct option* all = xmalloc((n_res + n_extra + 1) * sizeof *all);
+    memcpy(all, RESOURCES, sizeof RESOURCES);
+    memcpy(all + n_res, extra, (n_extra + 1) * sizeof *all);  // with the terminator
+    return all;
 }
 
 // ---------------------------------------------------------------------------------------------------- lookup
