@@ -612,15 +612,7 @@ static void log_end(int saved) {
     close(saved);
 }
 
-// The step of the run's newest checkpoint (0 when there is none).
-static int newest_checkpoint_step(const Config* c) {
-    char* ckpt = checkpoint_latest(c->run_dir);
-    const char* name = ckpt ? strrchr(ckpt, '/') : NULL;
-    int step = 0;
-    if (!name || sscanf(name, "/step-%d", &step) != 1) step = 0;
-    free(ckpt);
-    return step;
-}
+static int checkpoint_step(const char* dir);
 
 // Training (and evaluation) of one run, its output in <dir>/train.log. A stop signal (SIGUSR1 before a Slurm
 // time limit, SIGTERM) ends training early with a checkpoint and success: *stopped_at then receives the step
@@ -634,7 +626,7 @@ static int train_and_eval(const Sweep* s, const Config* c, const char* dir, Comm
     if (saved == -1) return -1;
     TrainOptions o = {.resume = "auto", .progress = 0, .comm = comm_size(comm) > 1 ? comm : NULL};
     int rc = train_run(c, &o, e);
-    int step = rc == 0 ? newest_checkpoint_step(c) : 0;
+    int step = rc == 0 ? checkpoint_step(c->run_dir) : 0;
     if (rc == 0 && step < c->train.max_steps) *stopped_at = step > 0 ? step : -1;
     if (lead && rc == 0 && !*stopped_at && s->eval_data) rc = evaluate_run(s, c, e);
     if (lead && rc != 0) printf("error: %s\n", e->msg);
